@@ -1,0 +1,319 @@
+//! Reading a bundle back, one record at a time, each with its file and line.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::manifest::{Manifest, Part};
+use crate::record::{RoleRecord, UserRecord};
+use crate::write::hex;
+use crate::Error;
+
+/// Where a record sits: the part file and the 1-based line.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Location {
+    /// The file name inside the bundle.
+    pub file: String,
+    /// The line, counting from 1.
+    pub line: u64,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// A line that is not a valid record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordError {
+    /// The record's `Id`, when the line is JSON that has one.
+    pub subject: Option<String>,
+    /// The JSON path of the fault, e.g. `Claims[2].Type` (empty for the whole line).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(subject) = &self.subject {
+            write!(f, "{subject}: ")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// A part whose content is not what the manifest says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChecksumMismatch {
+    /// The file name.
+    pub file: String,
+    /// What differs.
+    pub message: String,
+}
+
+/// An opened bundle.
+pub struct BundleReader {
+    dir: PathBuf,
+    manifest: Manifest,
+}
+
+impl BundleReader {
+    /// Opens the bundle in `dir` and reads its manifest.
+    pub fn open(dir: &Path) -> Result<BundleReader, Error> {
+        let manifest = Manifest::read(dir)?;
+        Ok(BundleReader {
+            dir: dir.to_path_buf(),
+            manifest,
+        })
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The bundle folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Re-reads every part and compares size and SHA-256 with the manifest.
+    pub fn check_parts(&self) -> Result<Vec<ChecksumMismatch>, Error> {
+        let mut problems = Vec::new();
+        for part in &self.manifest.parts {
+            if let Some(p) = check_part(&self.dir, part)? {
+                problems.push(p);
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Streams the users of every part in manifest order. Blank lines are skipped.
+    pub fn users(&self) -> Result<Records<UserRecord>, Error> {
+        let files = self.manifest.user_parts().map(|p| p.file.clone()).collect();
+        Ok(Records::new(self.dir.clone(), files))
+    }
+
+    /// Streams the roles of `roles.ndjson`.
+    pub fn roles(&self) -> Result<Records<RoleRecord>, Error> {
+        let files = self
+            .manifest
+            .roles_part()
+            .map(|p| p.file.clone())
+            .into_iter()
+            .collect();
+        Ok(Records::new(self.dir.clone(), files))
+    }
+}
+
+/// Hashes one part and says how it differs from its manifest entry, if it does.
+pub fn check_part(dir: &Path, part: &Part) -> Result<Option<ChecksumMismatch>, Error> {
+    let path = dir.join(&part.file);
+    let (bytes, sha256, _) = match hash_file(&path) {
+        Ok(x) => x,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Some(ChecksumMismatch {
+                file: part.file.clone(),
+                message: "listed in the manifest but missing".into(),
+            }))
+        }
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    if sha256 != part.sha256 || bytes != part.bytes {
+        return Ok(Some(ChecksumMismatch {
+            file: part.file.clone(),
+            message: format!(
+                "changed since the manifest was written ({} bytes, expected {}); if the edit was meant, run `ferry-import seal` to accept it",
+                bytes, part.bytes
+            ),
+        }));
+    }
+    Ok(None)
+}
+
+/// Size, SHA-256 and non-blank line count of a file, in one streaming pass.
+pub fn hash_file(path: &Path) -> std::io::Result<(u64, String, u64)> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut bytes = 0u64;
+    let mut lines = 0u64;
+    let mut line_has_content = false;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+        for &b in &buf[..n] {
+            match b {
+                b'\n' => {
+                    if line_has_content {
+                        lines += 1;
+                    }
+                    line_has_content = false;
+                }
+                b' ' | b'\t' | b'\r' => {}
+                _ => line_has_content = true,
+            }
+        }
+    }
+    if line_has_content {
+        lines += 1;
+    }
+    Ok((bytes, hex(&hasher.finalize()), lines))
+}
+
+/// A stream of records from one or more part files.
+pub struct Records<T> {
+    dir: PathBuf,
+    files: std::vec::IntoIter<String>,
+    current: Option<(String, BufReader<File>, u64)>,
+    buf: String,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T> Records<T> {
+    fn new(dir: PathBuf, files: Vec<String>) -> Records<T> {
+        Records {
+            dir,
+            files: files.into_iter(),
+            current: None,
+            buf: String::new(),
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> Iterator for Records<T> {
+    type Item = Result<(Location, Result<T, RecordError>), Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.current.is_none() {
+                let file = self.files.next()?;
+                let path = self.dir.join(&file);
+                match File::open(&path) {
+                    Ok(f) => {
+                        self.current = Some((file, BufReader::with_capacity(256 * 1024, f), 0))
+                    }
+                    Err(e) => return Some(Err(Error::io(path, e))),
+                }
+            }
+            let (file, reader, line) = self.current.as_mut().expect("open");
+            self.buf.clear();
+            match reader.read_line(&mut self.buf) {
+                Ok(0) => {
+                    self.current = None;
+                    continue;
+                }
+                Ok(_) => {
+                    *line += 1;
+                    if self.buf.trim().is_empty() {
+                        continue;
+                    }
+                    let location = Location {
+                        file: file.clone(),
+                        line: *line,
+                    };
+                    return Some(Ok((location, parse_record(&self.buf))));
+                }
+                Err(e) => {
+                    let path = self.dir.join(&*file);
+                    self.current = None;
+                    return Some(Err(Error::io(path, e)));
+                }
+            }
+        }
+    }
+}
+
+/// Parses one line. The fast path is a direct parse; only a failing line is parsed a
+/// second time to find its subject id and the path of the faulty field.
+pub fn parse_record<T: serde::de::DeserializeOwned>(line: &str) -> Result<T, RecordError> {
+    match serde_json::from_str::<T>(line) {
+        Ok(record) => Ok(record),
+        Err(_) => explain(line),
+    }
+}
+
+fn explain<T: serde::de::DeserializeOwned>(line: &str) -> Result<T, RecordError> {
+    let value: serde_json::Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => {
+            return RecordError {
+                subject: None,
+                field: String::new(),
+                message: format!(
+                    "not valid JSON at column {}: {}",
+                    e.column(),
+                    strip_position(&e.to_string())
+                ),
+            }
+            .into_err()
+        }
+    };
+    let subject = value.get("Id").and_then(|v| v.as_str()).map(str::to_string);
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(record) => Ok(record),
+        Err(e) => {
+            let field = e.path().to_string();
+            RecordError {
+                subject,
+                field: if field == "." { String::new() } else { field },
+                message: strip_position(&e.into_inner().to_string()),
+            }
+            .into_err()
+        }
+    }
+}
+
+impl RecordError {
+    fn into_err<T>(self) -> Result<T, RecordError> {
+        Err(self)
+    }
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_field_is_named_with_its_path_and_subject() {
+        let line = r#"{"Id":"u7","UserName":"x","NormalizedUserName":null,"Email":null,"NormalizedEmail":null,"EmailConfirmed":"yes","PasswordHash":null,"SecurityStamp":null,"ConcurrencyStamp":null,"PhoneNumber":null,"PhoneNumberConfirmed":false,"TwoFactorEnabled":false,"LockoutEnd":null,"LockoutEnabled":false,"AccessFailedCount":0}"#;
+        let err = parse_record::<UserRecord>(line).unwrap_err();
+        assert_eq!(err.subject.as_deref(), Some("u7"));
+        assert_eq!(err.field, "EmailConfirmed");
+        assert!(
+            err.message.contains("expected a boolean"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn broken_json_says_where() {
+        let err = parse_record::<UserRecord>(r#"{"Id":"u7", "#).unwrap_err();
+        assert!(
+            err.message.starts_with("not valid JSON at column"),
+            "{}",
+            err.message
+        );
+    }
+}

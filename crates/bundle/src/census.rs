@@ -58,7 +58,7 @@ impl HashStatus {
     pub fn of(password_hash: Option<&str>) -> HashStatus {
         match password_hash {
             None => HashStatus::None,
-            Some(text) if text.is_empty() => HashStatus::None,
+            Some("") => HashStatus::None,
             Some(text) => match AspNetHash::parse(text) {
                 Ok(hash) => HashStatus::Ok(hash.kind()),
                 Err(reason) => HashStatus::Malformed(reason),

@@ -71,22 +71,41 @@ impl BundleWriter {
         format!("users-{index:05}.ndjson")
     }
 
-    /// Appends one user as one line.
+    /// Appends one user as one line, starting a new part every `part_size` users.
     pub fn write_user(&mut self, record: &UserRecord) -> Result<(), Error> {
         self.line.clear();
         serde_json::to_writer(&mut self.line, record)?;
         self.line.push(b'\n');
-        let full = self
+        let rotate = self
             .current
             .as_ref()
-            .is_some_and(|p| p.records >= self.part_size);
-        if full {
+            .is_some_and(|p| p.entity != "users" || p.records >= self.part_size);
+        if rotate {
             self.close_current()?;
         }
         if self.current.is_none() {
-            let name = Self::user_part_name(self.parts.len());
-            self.open(name, "users")?;
+            let index = self.parts.iter().filter(|p| p.entity == "users").count();
+            self.open(Self::user_part_name(index), "users")?;
         }
+        self.append_line()
+    }
+
+    /// Appends one role to `roles.ndjson`. Write all roles before or after the users,
+    /// not interleaved with them.
+    pub fn write_role(&mut self, role: &RoleRecord) -> Result<(), Error> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, role)?;
+        self.line.push(b'\n');
+        if self.current.as_ref().is_some_and(|p| p.entity != "roles") {
+            self.close_current()?;
+        }
+        if self.current.is_none() {
+            self.open(ROLES_FILE.to_string(), "roles")?;
+        }
+        self.append_line()
+    }
+
+    fn append_line(&mut self) -> Result<(), Error> {
         let part = self.current.as_mut().expect("a part is open");
         part.out
             .write_all(&self.line)
@@ -95,35 +114,23 @@ impl BundleWriter {
         Ok(())
     }
 
-    /// Writes `roles.ndjson` (closing the users part in progress).
-    pub fn write_roles(
-        &mut self,
-        roles: impl IntoIterator<Item = RoleRecord>,
-    ) -> Result<(), Error> {
-        self.close_current()?;
-        self.open(ROLES_FILE.to_string(), "roles")?;
-        for role in roles {
-            let part = self.current.as_mut().expect("roles part is open");
-            serde_json::to_writer(&mut part.out, &role)?;
-            part.out
-                .write_all(b"\n")
-                .map_err(|e| Error::io(self.dir.join(&part.file_name), e))?;
-            part.records += 1;
-        }
-        self.close_current()
-    }
-
-    /// Closes the last part and returns every part written, in order. A bundle with no
-    /// users still gets one empty users part, so that its layout is always the same.
+    /// Closes the last part and returns every part written, users parts first. A bundle
+    /// with no users or no roles still gets an empty users part and `roles.ndjson`, so
+    /// that its layout is always the same.
     pub fn finish(mut self) -> Result<Vec<Part>, Error> {
         self.close_current()?;
+        if !self.parts.iter().any(|p| p.entity == "roles") {
+            self.open(ROLES_FILE.to_string(), "roles")?;
+            self.close_current()?;
+        }
         if !self.parts.iter().any(|p| p.entity == "users") {
             self.open(Self::user_part_name(0), "users")?;
             self.close_current()?;
-            let empty = self.parts.pop().expect("just closed");
-            self.parts.insert(0, empty);
         }
-        Ok(std::mem::take(&mut self.parts))
+        let mut parts = std::mem::take(&mut self.parts);
+        // Users parts first (in their own order), then roles.
+        parts.sort_by_key(|p| p.entity != "users");
+        Ok(parts)
     }
 
     /// Removes every file this writer created: used when an export fails, so that no

@@ -1,0 +1,81 @@
+//! ASP.NET Identity knowledge, and readers that stream users out of an Identity database.
+//!
+//! - [`layout`]: which tables and columns a database has, resolved once into a
+//!   [`Layout`] (PascalCase or snake_case names; classic 2.x or Core columns).
+//! - [`generation`]: the schema [`Generation`], told from the database itself.
+//! - [`sqlite`]: [`SqliteSource`], a read-only reader inside one read transaction.
+//!
+//! A reader yields users in `Id` order, each with its claims, logins, tokens, roles and
+//! passkeys joined by ordered merge: no table is ever loaded into memory.
+//!
+//! ```no_run
+//! use ferry_aspnet::{IdentitySource, SqliteSource};
+//!
+//! let mut source = SqliteSource::open("app.db".as_ref())?;
+//! println!("{}", source.description().generation);
+//! source.users(None, &mut |user| {
+//!     println!("{}", user.id);
+//!     Ok(())
+//! })?;
+//! # Ok::<(), ferry_aspnet::Error>(())
+//! ```
+#![deny(missing_docs)]
+
+mod error;
+pub mod generation;
+pub mod layout;
+mod merge;
+pub mod sqlite;
+mod values;
+
+pub use error::Error;
+pub use generation::Generation;
+pub use layout::{Layout, Naming};
+pub use sqlite::SqliteSource;
+
+use ferry_bundle::manifest::Counts;
+use ferry_bundle::{RoleRecord, UserRecord};
+
+/// What a source is, for the manifest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Description {
+    /// `sqlite`, `postgres`, `mysql` or `csv`.
+    pub engine: &'static str,
+    /// The file name or address, without credentials.
+    pub location: String,
+    /// The detected schema generation.
+    pub generation: Generation,
+    /// How the generation was told.
+    pub evidence: Vec<String>,
+    /// The naming convention of the tables.
+    pub naming: Naming,
+    /// The Identity tables found, as named in the source.
+    pub tables: Vec<String>,
+    /// Columns of the users table beyond the template's.
+    pub extra_user_columns: Vec<String>,
+}
+
+/// A visitor that receives records and may stop the read by returning an error.
+pub type Visit<'a, T> = dyn FnMut(T) -> Result<(), Error> + 'a;
+
+/// An ASP.NET Identity database opened for export.
+///
+/// Implementations read inside one consistent snapshot and never write.
+pub trait IdentitySource {
+    /// What the source is.
+    fn description(&self) -> &Description;
+
+    /// The number of users, for progress reporting.
+    fn user_count(&mut self) -> Result<u64, Error>;
+
+    /// Visits every role with its claims, in `Id` order.
+    fn roles(&mut self, visit: &mut Visit<'_, RoleRecord>) -> Result<Counts, Error>;
+
+    /// Visits the users in `Id` order (the first `limit` when given), each with its
+    /// claims, logins, tokens, role ids and passkeys. Returns the rows read per entity.
+    fn users(
+        &mut self,
+        limit: Option<u64>,
+        visit: &mut Visit<'_, UserRecord>,
+    ) -> Result<Counts, Error>;
+}

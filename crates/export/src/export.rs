@@ -1,0 +1,175 @@
+//! The export: source → bounded channel → bundle writer.
+
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use ferry_aspnet::{Description, IdentitySource, SqliteSource};
+use ferry_bundle::census::{CensusBuilder, HashStatus};
+use ferry_bundle::manifest::{Counts, Manifest, Source};
+use ferry_bundle::{BundleWriter, RoleRecord, UserRecord};
+
+use crate::args::{Args, Format};
+use crate::output::{self, Summary};
+use crate::staging::{self, Staging};
+
+/// Users per message between the reader and the writer thread.
+const CHUNK: usize = 512;
+/// Messages in flight: the reader can be at most this many chunks ahead.
+const IN_FLIGHT: usize = 8;
+
+enum Message {
+    Role(RoleRecord),
+    Users(Vec<UserRecord>),
+}
+
+/// Opens the source named on the command line.
+fn open_source(spec: &str) -> Result<Box<dyn IdentitySource + Send>> {
+    let lower = spec.to_ascii_lowercase();
+    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        bail!("PostgreSQL sources are not supported yet; export from a SQLite file");
+    }
+    if lower.starts_with("mysql://") || lower.starts_with("mariadb://") {
+        bail!("MySQL/MariaDB sources are not supported yet; export from a SQLite file");
+    }
+    if lower.starts_with("csv:") {
+        bail!("CSV table dumps are not supported yet; export from a SQLite file");
+    }
+    Ok(Box::new(SqliteSource::open(Path::new(spec))?))
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if args.format == Format::Parquet {
+        bail!("the Parquet encoding is not built yet; use --format ndjson (the default)");
+    }
+    let started = Instant::now();
+    let mut source = open_source(&args.source)?;
+    staging::check_out(&args.out, args.force)?;
+    let description = source.description().clone();
+    let total = match args.limit {
+        Some(limit) => source.user_count()?.min(limit),
+        None => source.user_count()?,
+    };
+    let progress = output::progress(total);
+    let staging = Staging::create(&args.out)?;
+
+    let (tx, rx) = sync_channel::<Message>(IN_FLIGHT);
+    let limit = args.limit;
+    let (read, written) = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || -> Result<Counts> {
+            let mut role_counts = source.roles(&mut |role| {
+                tx.send(Message::Role(role))
+                    .map_err(|_| ferry_aspnet::Error::Visitor("the writer stopped".into()))
+            })?;
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let mut counts = source.users(limit, &mut |user| {
+                chunk.push(user);
+                if chunk.len() == CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                    tx.send(Message::Users(full))
+                        .map_err(|_| ferry_aspnet::Error::Visitor("the writer stopped".into()))?;
+                }
+                Ok(())
+            })?;
+            if !chunk.is_empty() {
+                tx.send(Message::Users(chunk)).ok();
+            }
+            counts.roles = role_counts.roles;
+            counts.role_claims = role_counts.role_claims;
+            counts.orphans.append(&mut role_counts.orphans);
+            Ok(counts)
+        });
+        let written = write(staging.path(), args.part_size, rx, &progress);
+        // If the writer failed, the channel is closed and the reader stops at its next send.
+        let read = reader.join().expect("reader thread panicked");
+        (read, written)
+    });
+    progress.finish_and_clear();
+    // Report the error that caused the stop: a reader that stops because the writer
+    // failed only knows that the channel closed. Either way the staging folder goes.
+    let (counts, (parts, census)) = match (read, written) {
+        (Ok(counts), Ok(written)) => (counts, written),
+        (Err(read), Err(write)) if is_writer_stop(&read) => return Err(write),
+        (Err(read), _) => return Err(read),
+        (Ok(_), Err(write)) => return Err(write),
+    };
+
+    let manifest = Manifest {
+        format: ferry_bundle::FORMAT.to_string(),
+        version: ferry_bundle::VERSION,
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        tool: format!("ferry-export {}", env!("CARGO_PKG_VERSION")),
+        source: source_of(&description),
+        encoding: "ndjson".into(),
+        limit: args.limit,
+        parts,
+        counts,
+        password_hashes: census,
+        edits: Vec::new(),
+    };
+    manifest
+        .write(staging.path())
+        .context("cannot write the manifest")?;
+    staging.commit()?;
+    output::report(
+        &Summary {
+            bundle: &args.out,
+            manifest: &manifest,
+            elapsed: started.elapsed(),
+        },
+        args.json,
+    );
+    Ok(())
+}
+
+fn is_writer_stop(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<ferry_aspnet::Error>(),
+        Some(ferry_aspnet::Error::Visitor(_))
+    )
+}
+
+fn source_of(d: &Description) -> Source {
+    Source {
+        engine: d.engine.to_string(),
+        location: d.location.clone(),
+        generation: d.generation.as_str().to_string(),
+        evidence: d.evidence.clone(),
+        naming: d.naming.as_str().to_string(),
+        tables: d.tables.clone(),
+        extra_user_columns: d.extra_user_columns.clone(),
+    }
+}
+
+fn write(
+    dir: &Path,
+    part_size: u64,
+    rx: Receiver<Message>,
+    progress: &indicatif::ProgressBar,
+) -> Result<(Vec<ferry_bundle::Part>, ferry_bundle::Census)> {
+    let mut writer = BundleWriter::new(dir, part_size);
+    let mut census = CensusBuilder::default();
+    let result = (|| -> Result<()> {
+        for message in rx.iter() {
+            match message {
+                Message::Role(role) => writer.write_role(&role)?,
+                Message::Users(users) => {
+                    for user in &users {
+                        census.add(&HashStatus::of(user.password_hash.as_deref()));
+                        writer.write_user(user)?;
+                    }
+                    progress.inc(users.len() as u64);
+                }
+            }
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok((writer.finish()?, census.finish())),
+        Err(e) => {
+            writer.abandon();
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! `ferry-export`: the source side of ferry.
+#![allow(clippy::print_stderr, clippy::print_stdout, clippy::exit)]
+
+mod args;
+mod export;
+mod output;
+mod staging;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let args = args::Args::parse();
+    match export::run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

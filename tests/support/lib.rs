@@ -1,1 +1,156 @@
-//! Helpers for the end-to-end tests.
+//! Helpers for the end-to-end tests: each test works in its own temporary folder and
+//! runs the real binaries.
+#![allow(clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use ferry_fixtures::{generate, Generation, Options};
+use sha2::{Digest, Sha256};
+
+/// The folder holding the workspace's built binaries (`target/debug`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/<test> → target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// A command for one of the workspace binaries.
+pub fn command(name: &str) -> Command {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "`{}` is not built; run `cargo build --workspace` (or `cargo test --workspace`, which builds it)",
+        path.display()
+    );
+    Command::new(path)
+}
+
+/// The result of running a binary.
+pub struct Run {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Panics with the output unless the exit code is `code`.
+    pub fn expect_code(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}, got {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Runs a binary with arguments.
+pub fn run(name: &str, args: &[&str]) -> Run {
+    command(name)
+        .args(args)
+        .output()
+        .expect("binary runs")
+        .into()
+}
+
+/// A temporary folder for one test.
+pub struct Workdir {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Workdir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Workdir {
+    /// A new empty folder.
+    pub fn new() -> Workdir {
+        Workdir {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// A path inside the folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The path inside the folder, as a string argument.
+    pub fn arg(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+
+    /// Generates a fixture database `name` and returns its path.
+    pub fn fixture(
+        &self,
+        name: &str,
+        generation: Generation,
+        users: u64,
+        snake_case: bool,
+    ) -> PathBuf {
+        let path = self.path(name);
+        let opts = Options {
+            users,
+            generation,
+            snake_case,
+            custom_columns: true,
+            seed: 7,
+        };
+        generate(&path, &opts, None).expect("fixture");
+        path
+    }
+
+    /// Exports `db` into `out` and returns the run, which must succeed.
+    pub fn export(&self, db: &Path, out: &str) -> Run {
+        run(
+            "ferry-export",
+            &[
+                "--source",
+                &db.display().to_string(),
+                "--out",
+                &self.arg(out),
+            ],
+        )
+        .expect_code(0)
+    }
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> String {
+    let bytes = std::fs::read(path).expect("readable");
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Generates a fixture database with the given seed (not through a Workdir).
+pub fn fixture_with(path: &Path, generation: Generation, users: u64, seed: u64) {
+    let opts = Options {
+        users,
+        generation,
+        snake_case: false,
+        custom_columns: true,
+        seed,
+    };
+    generate(path, &opts, None).expect("fixture");
+}

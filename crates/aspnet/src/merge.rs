@@ -30,7 +30,8 @@ impl<T, I: Iterator<Item = Result<(String, T), Error>>> Cursor<T, I> {
         }
     }
 
-    fn peek(&mut self) -> Result<Option<&str>, Error> {
+    /// The key of the next item, without taking it.
+    pub fn peek(&mut self) -> Result<Option<&str>, Error> {
         if self.peeked.is_none() {
             let Some(rows) = self.rows.as_mut() else {
                 return Ok(None);

@@ -1,6 +1,7 @@
 //! Reading an Identity database from a SQLite file, read-only, in one snapshot.
 
 use std::path::Path;
+use std::sync::mpsc::sync_channel;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -25,8 +26,33 @@ use crate::{Description, Error, IdentitySource, Visit};
 /// snapshot even if the application keeps writing.
 pub struct SqliteSource {
     conn: Connection,
+    /// A second connection in the same snapshot, for the child tables: users and their
+    /// children are read on two threads.
+    children: Option<Connection>,
     layout: Layout,
     description: Description,
+}
+
+fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
+    Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )
+}
+
+fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+}
+
+/// Begins a read transaction and reads, so that the connection's snapshot is fixed now.
+fn begin_snapshot(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("PRAGMA query_only = 1; BEGIN")?;
+    conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })?;
+    Ok(())
 }
 
 fn quote(ident: &str) -> String {
@@ -47,15 +73,39 @@ impl SqliteSource {
             path: path.into(),
             message: e.to_string(),
         };
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                | OpenFlags::SQLITE_OPEN_URI,
-        )
-        .map_err(open_err)?;
-        conn.execute_batch("PRAGMA query_only = 1; BEGIN")
-            .map_err(open_err)?;
+        let not_a_database = |e: rusqlite::Error| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
+                Error::Open {
+                    path: path.into(),
+                    message: "not a SQLite database".into(),
+                }
+            }
+            e => open_err(e),
+        };
+        // Two connections must see one snapshot. A third connection, outside any
+        // transaction, watches `data_version` across the moment both snapshots are
+        // taken: if no other connection committed meanwhile, the snapshots are the same.
+        let probe = open_read_only(path).map_err(open_err)?;
+        let (conn, children) = {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let before = data_version(&probe).map_err(not_a_database)?;
+                let conn = open_read_only(path).map_err(open_err)?;
+                begin_snapshot(&conn).map_err(not_a_database)?;
+                let children = open_read_only(path).map_err(open_err)?;
+                begin_snapshot(&children).map_err(not_a_database)?;
+                if data_version(&probe).map_err(not_a_database)? == before {
+                    break (conn, Some(children));
+                }
+                if attempt == 5 {
+                    // The database is busy with writes: read everything on one
+                    // connection, which is one snapshot by itself.
+                    break (conn, None);
+                }
+            }
+        };
+        drop(probe);
         let catalog = read_catalog(&conn).map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
                 Error::Open {
@@ -83,6 +133,7 @@ impl SqliteSource {
         };
         Ok(SqliteSource {
             conn,
+            children,
             layout,
             description,
         })
@@ -375,263 +426,425 @@ impl IdentitySource for SqliteSource {
         limit: Option<u64>,
         visit: &mut Visit<'_, UserRecord>,
     ) -> Result<Counts, Error> {
-        let l = self.layout.clone();
+        let layout = self.layout.clone();
         let conn = &self.conn;
-        let users = &l.users;
-
-        // Users, template columns first in USER_FIELDS order, then the extra ones.
-        let mut cols: Vec<String> = users
-            .columns
-            .iter()
-            .map(|c| col_or_null(c.as_deref()))
-            .collect();
-        cols.extend(l.extra.iter().map(|c| quote(&c.name)));
-        let mut sql = format!(
-            "SELECT {} FROM {} ORDER BY {} COLLATE BINARY",
-            cols.join(", "),
-            quote(&users.name),
-            quote(users.column(0).expect("Id is required"))
-        );
-        if let Some(n) = limit {
-            sql.push_str(&format!(" LIMIT {n}"));
-        }
-        let mut user_stmt = conn.prepare(&sql).map_err(query_err(&users.name))?;
-
-        macro_rules! child {
-            ($table:expr, $sql:expr) => {
-                match $table {
-                    Some(t) => Some((conn.prepare(&$sql(t)).map_err(query_err(&t.name))?, t)),
-                    None => None,
-                }
-            };
-        }
-        let mut claim_stmt = child!(&l.claims, |t| child_sql(t, 0, &[1, 2], &[3]));
-        let mut login_stmt = child!(&l.logins, |t| child_sql(t, 0, &[1, 2, 3], &[1, 2]));
-        let mut token_stmt = child!(&l.tokens, |t| child_sql(t, 0, &[1, 2, 3], &[1, 2]));
-        let mut role_stmt = child!(&l.user_roles, |t| child_sql(t, 0, &[1], &[1]));
-        let passkey_table = match &l.passkeys {
-            Some(PasskeyLayout::Json(t)) | Some(PasskeyLayout::Flat(t)) => Some(t.clone()),
-            None => None,
+        let Some(children) = self.children.take() else {
+            // One connection: users and children interleave on this thread.
+            return with_child_groups(conn, &layout, &mut |groups| {
+                read_users(conn, &layout, limit, groups, visit)
+            });
         };
-        let flat = matches!(l.passkeys, Some(PasskeyLayout::Flat(_)));
-        let mut passkey_stmt = child!(&passkey_table, |t: &Table| {
-            let n = t.columns.len();
-            let select: Vec<usize> = std::iter::once(0).chain(2..n).collect();
-            child_sql(t, 1, &select, &[0])
+        let (tx, rx) = sync_channel::<Vec<Group>>(GROUP_CHUNKS_IN_FLIGHT);
+        let layout_ref = &layout;
+        let (children, result) = std::thread::scope(|scope| {
+            // The connection moves to the reader thread and comes back when it ends.
+            let reader = scope.spawn(move || {
+                let read = with_child_groups(&children, layout_ref, &mut |groups| {
+                    let mut chunk = Vec::with_capacity(GROUP_CHUNK);
+                    for group in groups {
+                        chunk.push(group?);
+                        if chunk.len() == GROUP_CHUNK
+                            && tx.send(std::mem::take(&mut chunk)).is_err()
+                        {
+                            // The users side stopped (--limit, or an error it reports).
+                            return Ok(());
+                        }
+                    }
+                    let _ = tx.send(chunk);
+                    Ok(())
+                });
+                (children, read)
+            });
+            let mut groups = rx.iter().flatten().map(Ok);
+            let users = read_users(conn, &layout, limit, &mut groups, visit);
+            drop(groups);
+            // A failed child read also ends the channel early: its error wins, or users
+            // read after it would silently lose their children.
+            let (children, children_result) = reader.join().expect("child reader thread panicked");
+            let result = match (users, children_result) {
+                (_, Err(e)) => Err(e),
+                (users, Ok(())) => users,
+            };
+            (children, result)
         });
-
-        let name = |t: &Option<(rusqlite::Statement<'_>, &Table)>| {
-            t.as_ref().map(|(_, t)| t.name.clone()).unwrap_or_default()
-        };
-        let (claims_name, logins_name, tokens_name, roles_name, passkeys_name) = (
-            name(&claim_stmt),
-            name(&login_stmt),
-            name(&token_stmt),
-            name(&role_stmt),
-            name(&passkey_stmt),
-        );
-
-        let mut claims = Cursor::new(
-            match &mut claim_stmt {
-                Some((s, t)) => Some(rows_of(
-                    s.query([]).map_err(query_err(&t.name))?,
-                    t,
-                    0,
-                    |row, at| {
-                        Ok(Claim {
-                            claim_type: text(get(row, 1, at.table)?, at)?,
-                            value: text(get(row, 2, at.table)?, at)?,
-                        })
-                    },
-                )),
-                None => None,
-            },
-            &claims_name,
-            "UserId",
-        );
-        let mut logins = Cursor::new(
-            match &mut login_stmt {
-                Some((s, t)) => Some(rows_of(
-                    s.query([]).map_err(query_err(&t.name))?,
-                    t,
-                    0,
-                    |row, at| {
-                        Ok(Login {
-                            login_provider: required_text(get(row, 1, at.table)?, at)?,
-                            provider_key: required_text(get(row, 2, at.table)?, at)?,
-                            provider_display_name: text(get(row, 3, at.table)?, at)?,
-                        })
-                    },
-                )),
-                None => None,
-            },
-            &logins_name,
-            "UserId",
-        );
-        let mut tokens = Cursor::new(
-            match &mut token_stmt {
-                Some((s, t)) => Some(rows_of(
-                    s.query([]).map_err(query_err(&t.name))?,
-                    t,
-                    0,
-                    |row, at| {
-                        Ok(Token {
-                            login_provider: required_text(get(row, 1, at.table)?, at)?,
-                            name: required_text(get(row, 2, at.table)?, at)?,
-                            value: text(get(row, 3, at.table)?, at)?,
-                        })
-                    },
-                )),
-                None => None,
-            },
-            &tokens_name,
-            "UserId",
-        );
-        let mut roles = Cursor::new(
-            match &mut role_stmt {
-                Some((s, t)) => Some(rows_of(
-                    s.query([]).map_err(query_err(&t.name))?,
-                    t,
-                    0,
-                    |row, at| required_text(get(row, 1, at.table)?, at),
-                )),
-                None => None,
-            },
-            &roles_name,
-            "UserId",
-        );
-        let mut passkeys = Cursor::new(
-            match &mut passkey_stmt {
-                Some((s, t)) => {
-                    let table: &Table = t;
-                    Some(rows_of(
-                        s.query([]).map_err(query_err(&table.name))?,
-                        table,
-                        1,
-                        move |row, at| passkey(row, at, table, flat),
-                    ))
-                }
-                None => None,
-            },
-            &passkeys_name,
-            "UserId",
-        );
-
-        let mut counts = Counts::default();
-        let mut rows = user_stmt.query([]).map_err(query_err(&users.name))?;
-        let mut last: Option<String> = None;
-        let extra_base = users.columns.len();
-        while let Some(row) = rows.next().map_err(query_err(&users.name))? {
-            let g = |i: usize| get(row, i, &users.name);
-            let id_at = At {
-                table: &users.name,
-                column: users.column(0).unwrap_or("Id"),
-                row: "?",
-            };
-            let id = required_text(g(0)?, &id_at)?;
-            check_increasing(&mut last, &id, users)?;
-            let at = |i: usize| At {
-                table: &users.name,
-                column: users.column(i).unwrap_or(layout::USER_FIELDS[i]),
-                row: &id,
-            };
-            // An absent column (classic sources) reads as NULL; booleans default to false.
-            let flag = |i: usize| -> Result<bool, Error> {
-                if users.column(i).is_none() {
-                    return Ok(false);
-                }
-                boolean(g(i)?, &at(i))
-            };
-            let lockout_text = text(g(LOCKOUT_END)?, &at(LOCKOUT_END))?;
-            let lockout_end = match lockout_text {
-                None => None,
-                Some(t) => {
-                    let parsed = if l.lockout_is_utc {
-                        parse_utc_naive(&t).or_else(|| parse_datetime_offset(&t))
-                    } else {
-                        parse_datetime_offset(&t)
-                    };
-                    Some(parsed.ok_or_else(|| {
-                        at(LOCKOUT_END).corrupt(format!("not a date and time: `{t}`"))
-                    })?)
-                }
-            };
-            let access_failed = if users.column(14).is_some() {
-                let n = integer(g(14)?, &at(14))?;
-                i32::try_from(n)
-                    .map_err(|_| at(14).corrupt(format!("{n} does not fit a 32-bit integer")))?
-            } else {
-                0
-            };
-            let mut extra = Map::new();
-            for (k, c) in l.extra.iter().enumerate() {
-                extra.insert(
-                    c.name.clone(),
-                    extra_value(g(extra_base + k)?, &c.decl_type),
-                );
-            }
-            let password_hash = match g(6)? {
-                ValueRef::Blob(_) => {
-                    return Err(at(6).corrupt("expected base64 text, found a blob"))
-                }
-                v => text(v, &at(6))?,
-            };
-            let mut record = UserRecord {
-                id: UserId(id.clone()),
-                user_name: text(g(1)?, &at(1))?,
-                normalized_user_name: text(g(2)?, &at(2))?,
-                email: text(g(3)?, &at(3))?,
-                normalized_email: text(g(4)?, &at(4))?,
-                email_confirmed: flag(5)?,
-                password_hash,
-                security_stamp: text(g(7)?, &at(7))?,
-                concurrency_stamp: text(g(8)?, &at(8))?,
-                phone_number: text(g(9)?, &at(9))?,
-                phone_number_confirmed: flag(10)?,
-                two_factor_enabled: flag(11)?,
-                lockout_end,
-                lockout_enabled: flag(13)?,
-                access_failed_count: access_failed,
-                extra,
-                claims: Vec::new(),
-                logins: Vec::new(),
-                tokens: Vec::new(),
-                roles: Vec::new(),
-                passkeys: Vec::new(),
-            };
-            claims.take_for(&id, &mut record.claims)?;
-            logins.take_for(&id, &mut record.logins)?;
-            tokens.take_for(&id, &mut record.tokens)?;
-            roles.take_for(&id, &mut record.roles)?;
-            passkeys.take_for(&id, &mut record.passkeys)?;
-            counts.users += 1;
-            visit(record)?;
-        }
-        if limit.is_none() {
-            claims.drain()?;
-            logins.drain()?;
-            tokens.drain()?;
-            roles.drain()?;
-            passkeys.drain()?;
-        }
-        counts.claims = claims.taken;
-        counts.logins = logins.taken;
-        counts.tokens = tokens.taken;
-        counts.user_roles = roles.taken;
-        counts.passkeys = passkeys.taken;
-        for (name, orphans) in [
-            (claims_name, claims.orphans),
-            (logins_name, logins.orphans),
-            (tokens_name, tokens.orphans),
-            (roles_name, roles.orphans),
-            (passkeys_name, passkeys.orphans),
-        ] {
-            if orphans > 0 {
-                counts.orphans.insert(name, orphans);
-            }
-        }
-        Ok(counts)
+        self.children = Some(children);
+        result
     }
+}
+
+/// Child-group chunks in flight between the two reader threads.
+const GROUP_CHUNKS_IN_FLIGHT: usize = 8;
+/// Groups per chunk.
+const GROUP_CHUNK: usize = 256;
+
+/// Everything that hangs off one user id, from the child tables.
+struct Group {
+    user_id: String,
+    claims: Vec<Claim>,
+    logins: Vec<Login>,
+    tokens: Vec<Token>,
+    roles: Vec<String>,
+    passkeys: Vec<Passkey>,
+}
+
+type Groups<'a> = dyn Iterator<Item = Result<Group, Error>> + 'a;
+
+/// Opens the child tables on `conn`, each ordered by user id, and hands `f` an iterator
+/// of their rows grouped by user id in ascending order (a k-way ordered merge).
+fn with_child_groups<R>(
+    conn: &Connection,
+    l: &Layout,
+    f: &mut dyn FnMut(&mut Groups<'_>) -> Result<R, Error>,
+) -> Result<R, Error> {
+    macro_rules! prepare {
+        ($table:expr, $sql:expr) => {
+            match $table {
+                Some(t) => Some((conn.prepare(&$sql(t)).map_err(query_err(&t.name))?, t)),
+                None => None,
+            }
+        };
+    }
+    let mut claim_stmt = prepare!(&l.claims, |t| child_sql(t, 0, &[1, 2], &[3]));
+    let mut login_stmt = prepare!(&l.logins, |t| child_sql(t, 0, &[1, 2, 3], &[1, 2]));
+    let mut token_stmt = prepare!(&l.tokens, |t| child_sql(t, 0, &[1, 2, 3], &[1, 2]));
+    let mut role_stmt = prepare!(&l.user_roles, |t| child_sql(t, 0, &[1], &[1]));
+    let passkey_table = match &l.passkeys {
+        Some(PasskeyLayout::Json(t)) | Some(PasskeyLayout::Flat(t)) => Some(t.clone()),
+        None => None,
+    };
+    let flat = matches!(l.passkeys, Some(PasskeyLayout::Flat(_)));
+    let mut passkey_stmt = prepare!(&passkey_table, |t: &Table| {
+        let n = t.columns.len();
+        let select: Vec<usize> = std::iter::once(0).chain(2..n).collect();
+        child_sql(t, 1, &select, &[0])
+    });
+    let name = |t: &Option<(rusqlite::Statement<'_>, &Table)>| {
+        t.as_ref().map(|(_, t)| t.name.clone()).unwrap_or_default()
+    };
+    let (claims_name, logins_name, tokens_name, roles_name, passkeys_name) = (
+        name(&claim_stmt),
+        name(&login_stmt),
+        name(&token_stmt),
+        name(&role_stmt),
+        name(&passkey_stmt),
+    );
+
+    let mut claims = Cursor::new(
+        match &mut claim_stmt {
+            Some((s, t)) => Some(rows_of(
+                s.query([]).map_err(query_err(&t.name))?,
+                t,
+                0,
+                |row, at| {
+                    Ok(Claim {
+                        claim_type: text(get(row, 1, at.table)?, at)?,
+                        value: text(get(row, 2, at.table)?, at)?,
+                    })
+                },
+            )),
+            None => None,
+        },
+        &claims_name,
+        "UserId",
+    );
+    let mut logins = Cursor::new(
+        match &mut login_stmt {
+            Some((s, t)) => Some(rows_of(
+                s.query([]).map_err(query_err(&t.name))?,
+                t,
+                0,
+                |row, at| {
+                    Ok(Login {
+                        login_provider: required_text(get(row, 1, at.table)?, at)?,
+                        provider_key: required_text(get(row, 2, at.table)?, at)?,
+                        provider_display_name: text(get(row, 3, at.table)?, at)?,
+                    })
+                },
+            )),
+            None => None,
+        },
+        &logins_name,
+        "UserId",
+    );
+    let mut tokens = Cursor::new(
+        match &mut token_stmt {
+            Some((s, t)) => Some(rows_of(
+                s.query([]).map_err(query_err(&t.name))?,
+                t,
+                0,
+                |row, at| {
+                    Ok(Token {
+                        login_provider: required_text(get(row, 1, at.table)?, at)?,
+                        name: required_text(get(row, 2, at.table)?, at)?,
+                        value: text(get(row, 3, at.table)?, at)?,
+                    })
+                },
+            )),
+            None => None,
+        },
+        &tokens_name,
+        "UserId",
+    );
+    let mut roles = Cursor::new(
+        match &mut role_stmt {
+            Some((s, t)) => Some(rows_of(
+                s.query([]).map_err(query_err(&t.name))?,
+                t,
+                0,
+                |row, at| required_text(get(row, 1, at.table)?, at),
+            )),
+            None => None,
+        },
+        &roles_name,
+        "UserId",
+    );
+    let mut passkeys = Cursor::new(
+        match &mut passkey_stmt {
+            Some((s, t)) => {
+                let table: &Table = t;
+                Some(rows_of(
+                    s.query([]).map_err(query_err(&table.name))?,
+                    table,
+                    1,
+                    move |row, at| passkey(row, at, table, flat),
+                ))
+            }
+            None => None,
+        },
+        &passkeys_name,
+        "UserId",
+    );
+
+    let mut next_group = || -> Result<Option<Group>, Error> {
+        let mut key: Option<String> = None;
+        macro_rules! lowest {
+            ($($cursor:ident),*) => {$(
+                if let Some(k) = $cursor.peek()? {
+                    if key.as_deref().is_none_or(|m| k < m) {
+                        key = Some(k.to_string());
+                    }
+                }
+            )*};
+        }
+        lowest!(claims, logins, tokens, roles, passkeys);
+        let Some(user_id) = key else {
+            return Ok(None);
+        };
+        let mut group = Group {
+            user_id,
+            claims: Vec::new(),
+            logins: Vec::new(),
+            tokens: Vec::new(),
+            roles: Vec::new(),
+            passkeys: Vec::new(),
+        };
+        claims.take_for(&group.user_id, &mut group.claims)?;
+        logins.take_for(&group.user_id, &mut group.logins)?;
+        tokens.take_for(&group.user_id, &mut group.tokens)?;
+        roles.take_for(&group.user_id, &mut group.roles)?;
+        passkeys.take_for(&group.user_id, &mut group.passkeys)?;
+        Ok(Some(group))
+    };
+    let mut groups = std::iter::from_fn(move || next_group().transpose());
+    f(&mut groups)
+}
+
+/// Table names of the child tables, for orphan counts.
+struct ChildNames {
+    claims: String,
+    logins: String,
+    tokens: String,
+    roles: String,
+    passkeys: String,
+}
+
+impl ChildNames {
+    fn of(l: &Layout) -> ChildNames {
+        let n = |t: &Option<Table>| t.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+        ChildNames {
+            claims: n(&l.claims),
+            logins: n(&l.logins),
+            tokens: n(&l.tokens),
+            roles: n(&l.user_roles),
+            passkeys: match &l.passkeys {
+                Some(PasskeyLayout::Json(t)) | Some(PasskeyLayout::Flat(t)) => t.name.clone(),
+                None => String::new(),
+            },
+        }
+    }
+}
+
+/// Reads users in `Id` order and attaches the child group of each.
+fn read_users(
+    conn: &Connection,
+    l: &Layout,
+    limit: Option<u64>,
+    groups: &mut Groups<'_>,
+    visit: &mut Visit<'_, UserRecord>,
+) -> Result<Counts, Error> {
+    let users = &l.users;
+    // Template columns first in USER_FIELDS order, then the extra ones.
+    let mut cols: Vec<String> = users
+        .columns
+        .iter()
+        .map(|c| col_or_null(c.as_deref()))
+        .collect();
+    cols.extend(l.extra.iter().map(|c| quote(&c.name)));
+    let mut sql = format!(
+        "SELECT {} FROM {} ORDER BY {} COLLATE BINARY",
+        cols.join(", "),
+        quote(&users.name),
+        quote(users.column(0).expect("Id is required"))
+    );
+    if let Some(n) = limit {
+        sql.push_str(&format!(" LIMIT {n}"));
+    }
+    let mut user_stmt = conn.prepare(&sql).map_err(query_err(&users.name))?;
+    let names = ChildNames::of(l);
+    let mut counts = Counts::default();
+    let mut orphans = Counts::default();
+    let mut pending: Option<Group> = None;
+    let mut next = |pending: &mut Option<Group>| -> Result<(), Error> {
+        *pending = groups.next().transpose()?;
+        Ok(())
+    };
+    next(&mut pending)?;
+
+    let mut rows = user_stmt.query([]).map_err(query_err(&users.name))?;
+    let mut last: Option<String> = None;
+    let extra_base = users.columns.len();
+    while let Some(row) = rows.next().map_err(query_err(&users.name))? {
+        let mut record = user_record(row, l, extra_base)?;
+        check_increasing(&mut last, record.id.as_str(), users)?;
+        // Groups of ids below this user have no user: orphans.
+        while let Some(group) = pending.as_ref() {
+            match group.user_id.as_str().cmp(record.id.as_str()) {
+                std::cmp::Ordering::Less => {
+                    add_group(&mut orphans, group);
+                    next(&mut pending)?;
+                }
+                std::cmp::Ordering::Equal => {
+                    let group = pending.take().expect("peeked");
+                    add_group(&mut counts, &group);
+                    record.claims = group.claims;
+                    record.logins = group.logins;
+                    record.tokens = group.tokens;
+                    record.roles = group.roles;
+                    record.passkeys = group.passkeys;
+                    next(&mut pending)?;
+                    break;
+                }
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        counts.users += 1;
+        visit(record)?;
+    }
+    if limit.is_none() {
+        while let Some(group) = pending.as_ref() {
+            add_group(&mut orphans, group);
+            next(&mut pending)?;
+        }
+    }
+    for (name, n) in [
+        (names.claims, orphans.claims),
+        (names.logins, orphans.logins),
+        (names.tokens, orphans.tokens),
+        (names.roles, orphans.user_roles),
+        (names.passkeys, orphans.passkeys),
+    ] {
+        if n > 0 {
+            counts.orphans.insert(name, n);
+        }
+    }
+    Ok(counts)
+}
+
+fn add_group(counts: &mut Counts, g: &Group) {
+    counts.claims += g.claims.len() as u64;
+    counts.logins += g.logins.len() as u64;
+    counts.tokens += g.tokens.len() as u64;
+    counts.user_roles += g.roles.len() as u64;
+    counts.passkeys += g.passkeys.len() as u64;
+}
+
+/// One `AspNetUsers` row as a record without children.
+fn user_record(row: &Row<'_>, l: &Layout, extra_base: usize) -> Result<UserRecord, Error> {
+    let users = &l.users;
+    let g = |i: usize| get(row, i, &users.name);
+    let id_at = At {
+        table: &users.name,
+        column: users.column(0).unwrap_or("Id"),
+        row: "?",
+    };
+    let id = required_text(g(0)?, &id_at)?;
+    let at = |i: usize| At {
+        table: &users.name,
+        column: users.column(i).unwrap_or(layout::USER_FIELDS[i]),
+        row: &id,
+    };
+    // An absent column (classic sources) reads as NULL; booleans default to false.
+    let flag = |i: usize| -> Result<bool, Error> {
+        if users.column(i).is_none() {
+            return Ok(false);
+        }
+        boolean(g(i)?, &at(i))
+    };
+    let lockout_end =
+        match text(g(LOCKOUT_END)?, &at(LOCKOUT_END))? {
+            None => None,
+            Some(t) => {
+                let parsed = if l.lockout_is_utc {
+                    parse_utc_naive(&t).or_else(|| parse_datetime_offset(&t))
+                } else {
+                    parse_datetime_offset(&t)
+                };
+                Some(parsed.ok_or_else(|| {
+                    at(LOCKOUT_END).corrupt(format!("not a date and time: `{t}`"))
+                })?)
+            }
+        };
+    let access_failed_count = if users.column(14).is_some() {
+        let n = integer(g(14)?, &at(14))?;
+        i32::try_from(n)
+            .map_err(|_| at(14).corrupt(format!("{n} does not fit a 32-bit integer")))?
+    } else {
+        0
+    };
+    let mut extra = Map::new();
+    for (k, c) in l.extra.iter().enumerate() {
+        extra.insert(
+            c.name.clone(),
+            extra_value(g(extra_base + k)?, &c.decl_type),
+        );
+    }
+    let password_hash = match g(6)? {
+        ValueRef::Blob(_) => return Err(at(6).corrupt("expected base64 text, found a blob")),
+        v => text(v, &at(6))?,
+    };
+    Ok(UserRecord {
+        user_name: text(g(1)?, &at(1))?,
+        normalized_user_name: text(g(2)?, &at(2))?,
+        email: text(g(3)?, &at(3))?,
+        normalized_email: text(g(4)?, &at(4))?,
+        email_confirmed: flag(5)?,
+        password_hash,
+        security_stamp: text(g(7)?, &at(7))?,
+        concurrency_stamp: text(g(8)?, &at(8))?,
+        phone_number: text(g(9)?, &at(9))?,
+        phone_number_confirmed: flag(10)?,
+        two_factor_enabled: flag(11)?,
+        lockout_end,
+        lockout_enabled: flag(13)?,
+        access_failed_count,
+        extra,
+        claims: Vec::new(),
+        logins: Vec::new(),
+        tokens: Vec::new(),
+        roles: Vec::new(),
+        passkeys: Vec::new(),
+        id: UserId(id),
+    })
 }
 
 fn check_increasing(last: &mut Option<String>, id: &str, table: &Table) -> Result<(), Error> {
@@ -716,4 +929,114 @@ fn passkey(row: &Row<'_>, at: &At<'_>, table: &Table, flat: bool) -> Result<Pass
         credential_id: CredentialId(credential),
         data,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_fixtures::{generate, Generation, Options};
+
+    fn fixture(dir: &Path, users: u64) -> std::path::PathBuf {
+        let path = dir.join("app.db");
+        let opts = Options {
+            users,
+            generation: Generation::CoreV3,
+            ..Options::default()
+        };
+        generate(&path, &opts, None).unwrap();
+        path
+    }
+
+    fn read_all(source: &mut SqliteSource, limit: Option<u64>) -> (Vec<UserRecord>, Counts) {
+        let mut users = Vec::new();
+        let counts = source
+            .users(limit, &mut |u| {
+                users.push(u);
+                Ok(())
+            })
+            .unwrap();
+        (users, counts)
+    }
+
+    #[test]
+    fn one_connection_and_two_read_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = fixture(dir.path(), 300);
+        let mut two = SqliteSource::open(&db).unwrap();
+        assert!(
+            two.children.is_some(),
+            "a quiet database gets the two-connection reader"
+        );
+        let mut one = SqliteSource::open(&db).unwrap();
+        one.children = None;
+        let (a, ca) = read_all(&mut two, None);
+        let (b, cb) = read_all(&mut one, None);
+        assert_eq!(a, b);
+        assert_eq!(ca, cb);
+        assert_eq!(ca.users, 300);
+        // The source can be read again (the connection came back from its thread).
+        let (again, _) = read_all(&mut two, Some(5));
+        assert_eq!(again[..], a[..5]);
+    }
+
+    #[test]
+    fn orphan_rows_are_counted_not_exported() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = fixture(dir.path(), 50);
+        let conn = Connection::open(&db).unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+        // Below every id, between ids, and above every id (foreign keys are off by default).
+        for id in ["", "5", "zzzz"] {
+            conn.execute(
+                r#"INSERT INTO "AspNetUserClaims" ("UserId", "ClaimType", "ClaimValue") VALUES (?1, 'x', 'y')"#,
+                [id],
+            )
+            .unwrap();
+        }
+        conn.execute(r#"INSERT INTO "AspNetUserRoles" VALUES ('zzzz', 'r')"#, [])
+            .unwrap();
+        drop(conn);
+        for one_connection in [false, true] {
+            let mut source = SqliteSource::open(&db).unwrap();
+            if one_connection {
+                source.children = None;
+            }
+            let (users, counts) = read_all(&mut source, None);
+            assert_eq!(users.len(), 50);
+            assert_eq!(counts.orphans.get("AspNetUserClaims"), Some(&3));
+            assert_eq!(counts.orphans.get("AspNetUserRoles"), Some(&1));
+            let attached: usize = users.iter().map(|u| u.claims.len()).sum();
+            assert_eq!(attached as u64, counts.claims);
+        }
+    }
+
+    #[test]
+    fn the_export_reads_one_snapshot_while_the_application_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = fixture(dir.path(), 100);
+        let writer = Connection::open(&db).unwrap();
+        writer
+            .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .unwrap();
+        let mut source = SqliteSource::open(&db).unwrap();
+        assert!(source.children.is_some());
+        // The application deletes every claim and adds a user after the export began.
+        writer
+            .execute(r#"DELETE FROM "AspNetUserClaims""#, [])
+            .unwrap();
+        writer
+            .execute(
+                r#"INSERT INTO "AspNetUsers" ("Id", "UserName", "EmailConfirmed", "PhoneNumberConfirmed",
+                   "TwoFactorEnabled", "LockoutEnabled", "AccessFailedCount", "IsActive")
+                   VALUES ('00000000-late', 'late', 0, 0, 0, 0, 0, 1)"#,
+                [],
+            )
+            .unwrap();
+        let (users, counts) = read_all(&mut source, None);
+        assert_eq!(users.len(), 100, "the late user is not in the snapshot");
+        assert!(
+            counts.claims > 300,
+            "the deleted claims are still in the snapshot"
+        );
+    }
 }

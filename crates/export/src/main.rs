@@ -10,6 +10,11 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+// Records are built on the reader thread and freed on the writer thread; glibc's malloc
+// serialises such cross-thread frees on an arena lock, mimalloc does not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = args::Args::parse();
     match export::run(&args) {

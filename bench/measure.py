@@ -1,0 +1,18 @@
+"""Run a command and measure its wall time and peak resident memory (of that process)."""
+import os
+import subprocess
+import time
+
+
+def measure(cmd, stdout=subprocess.DEVNULL, env=None):
+    """Returns (seconds, peak RSS in MiB, exit code) of `cmd`."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed ({code}):\n{err}")
+    return seconds, usage.ru_maxrss / 1024.0, code

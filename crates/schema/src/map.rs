@@ -1,0 +1,681 @@
+//! A bundle [`UserRecord`] becomes an [`ImportRecord`], or problems naming their field.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use ferry_bundle::record::Token;
+use ferry_bundle::{RoleRecord, UserRecord};
+use ferry_passwords::AspNetHash;
+use ferry_store::{
+    AccountState, ExternalLogin, HashedPassword, ImportRecord, OtpAddress, OtpChannel, RoleId,
+    RoleImport, SubjectId, TotpDevice,
+};
+use serde_json::{Map, Value};
+
+use crate::attributes::{check_value, AttributeSchema, AttributeType, ScalarType};
+use crate::mapping::{Mapping, Rule, Source, Target};
+use crate::{passkey, rules};
+
+/// How bad a problem is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// The record is loaded; the operator should know (e.g. a malformed hash).
+    Warning,
+    /// The record cannot be loaded as it is.
+    Error,
+}
+
+/// A problem with one field of one record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The bundle field, e.g. `Email`, `Claims[3].Value`, `Passkeys[0].Data.PublicKey`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+    /// Error or warning.
+    pub severity: Severity,
+}
+
+impl Problem {
+    fn error(field: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            field: field.into(),
+            message: message.into(),
+            severity: Severity::Error,
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.severity == Severity::Warning {
+            f.write_str("warning: ")?;
+        }
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// The roles of a bundle: ASP.NET role id → User Management role id (the role's name).
+#[derive(Clone, Debug, Default)]
+pub struct RoleIndex {
+    by_source_id: HashMap<String, Result<RoleId, String>>,
+}
+
+impl RoleIndex {
+    /// Adds a role; returns what to create, or why it cannot be a role.
+    pub fn add(&mut self, role: &RoleRecord) -> Result<RoleImport, String> {
+        let name = role.name.clone().unwrap_or_default();
+        let result = RoleId::new(&name).map_err(|e| format!("role '{name}' (id {}): {e}", role.id));
+        self.by_source_id.insert(role.id.clone(), result.clone());
+        let id = result?;
+        Ok(RoleImport {
+            id,
+            name,
+            claims: serde_json::to_value(&role.claims).expect("claims serialise"),
+        })
+    }
+
+    fn resolve(&self, source_id: &str) -> Result<RoleId, String> {
+        match self.by_source_id.get(source_id) {
+            Some(r) => r.clone(),
+            None => Err(format!("role id `{source_id}` is not in roles.ndjson")),
+        }
+    }
+}
+
+struct Resolved {
+    rule: Rule,
+    /// The schema's spelling of the attribute code.
+    code: String,
+    /// The type source values are converted to.
+    scalar: ScalarType,
+}
+
+/// Maps records with one schema and one mapping.
+pub struct Mapper {
+    schema: AttributeSchema,
+    rules: Vec<Resolved>,
+    missing: Vec<(String, String)>,
+    email_otp: Option<String>,
+    sms_otp: Option<String>,
+    /// The bundle's roles.
+    pub roles: RoleIndex,
+}
+
+impl Mapper {
+    /// Resolves `mapping` against `schema`. Rules whose attribute the schema lacks are
+    /// set aside (see [`Mapper::missing_targets`]); a rule whose target does not fit the
+    /// attribute's type is an error.
+    pub fn new(schema: AttributeSchema, mapping: &Mapping) -> Result<Mapper, String> {
+        let mut rules = Vec::new();
+        let mut missing = Vec::new();
+        for (i, rule) in mapping.rules.iter().enumerate() {
+            let Some(def) = schema.get(rule.to.code()) else {
+                missing.push((rule.to_text.clone(), rule.from.describe()));
+                continue;
+            };
+            let bad = |what: &str| {
+                format!(
+                    "mapping rules[{i}]: `{}` {what} (attribute `{}` is {})",
+                    rule.to_text, def.code, def.attribute_type
+                )
+            };
+            let prop_type = |props: &std::collections::BTreeMap<String, AttributeType>,
+                             p: &str|
+             -> Result<ScalarType, String> {
+                match props
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(p))
+                    .map(|(_, t)| t)
+                {
+                    Some(AttributeType::Scalar(s)) => Ok(*s),
+                    Some(_) => Err(bad("names a property that is not a scalar")),
+                    None => Err(bad(&format!(
+                        "names property `{p}`, which the attribute does not have"
+                    ))),
+                }
+            };
+            let scalar = match (&rule.to, &def.attribute_type) {
+                (Target::Attribute(_), AttributeType::Scalar(s)) => *s,
+                (Target::Property(_, p), AttributeType::Complex(props)) => prop_type(props, p)?,
+                (Target::Append(_), AttributeType::List(e)) => match e.as_ref() {
+                    AttributeType::Scalar(s) => *s,
+                    _ => {
+                        return Err(bad(
+                            "appends a scalar to a list of complex values; use code[].prop",
+                        ))
+                    }
+                },
+                (
+                    Target::AppendElement(_, p) | Target::SharedElement(_, p),
+                    AttributeType::List(e),
+                ) => match e.as_ref() {
+                    AttributeType::Complex(props) => {
+                        let s = prop_type(props, p)?;
+                        check_value(&Value::Object(rule.set.clone()), e, "set")
+                            .map_err(|m| format!("mapping rules[{i}]: {m}"))?;
+                        s
+                    }
+                    _ => return Err(bad("names a property of a list of scalars")),
+                },
+                _ => return Err(bad("does not fit")),
+            };
+            rules.push(Resolved {
+                rule: rule.clone(),
+                code: def.code.clone(),
+                scalar,
+            });
+        }
+        Ok(Mapper {
+            schema,
+            rules,
+            missing,
+            email_otp: mapping.email_otp.clone(),
+            sms_otp: mapping.sms_otp.clone(),
+            roles: RoleIndex::default(),
+        })
+    }
+
+    /// Mapping targets the schema lacks, with the source each one reads: reported once,
+    /// at start.
+    pub fn missing_targets(&self) -> &[(String, String)] {
+        &self.missing
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &AttributeSchema {
+        &self.schema
+    }
+
+    /// Maps one record. Returns the import record when no problem is an error, and
+    /// every problem found (all of them, not just the first).
+    pub fn map(&self, r: &UserRecord) -> (Option<ImportRecord>, Vec<Problem>) {
+        let mut problems = Vec::new();
+        let subject_id = match SubjectId::new(r.id.as_str()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                problems.push(Problem::error("Id", e));
+                None
+            }
+        };
+
+        let mut profile = Map::new();
+        for resolved in &self.rules {
+            for (field, value) in source_values(r, &resolved.rule.from) {
+                match convert(&value, resolved.scalar) {
+                    Ok(v) => apply(&mut profile, resolved, v),
+                    Err(m) => problems.push(Problem::error(
+                        field,
+                        format!("{m} (for `{}`)", resolved.rule.to_text),
+                    )),
+                }
+            }
+        }
+        let mut unique_keys = Vec::new();
+        for def in self.schema.attributes() {
+            match profile.get(&def.code) {
+                None if def.required => problems.push(Problem::error(
+                    &def.code,
+                    format!("Required attribute '{}' is missing.", def.code),
+                )),
+                None => {}
+                Some(v) => {
+                    if let Err(m) = check_value(v, &def.attribute_type, &def.code) {
+                        problems.push(Problem::error(&def.code, m));
+                    }
+                    if def.unique {
+                        let text = match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        unique_keys.push((def.code.clone(), text));
+                    }
+                }
+            }
+        }
+
+        let password = match r.password_hash.as_deref() {
+            None | Some("") => None,
+            Some(blob) => {
+                if let Err(reason) = AspNetHash::parse(blob) {
+                    problems.push(Problem {
+                        field: "PasswordHash".into(),
+                        message: format!(
+                            "malformed hash ({reason}); it is imported as it is, but this user cannot log in with a password until it is reset"
+                        ),
+                        severity: Severity::Warning,
+                    });
+                }
+                Some(HashedPassword::aspnet(blob))
+            }
+        };
+
+        let mut otp_addresses = Vec::new();
+        if let Some(col) = &self.email_otp {
+            if let Some(Value::String(e)) = column_value(r, col) {
+                match rules::email(&e) {
+                    Ok(address) => otp_addresses.push(OtpAddress {
+                        channel: OtpChannel::Email,
+                        address,
+                        verified: r.email_confirmed,
+                    }),
+                    Err(m) => problems.push(Problem::error(
+                        col.as_str(),
+                        format!("{m} (needed for the e-mail OTP address)"),
+                    )),
+                }
+            }
+        }
+        if let Some(col) = &self.sms_otp {
+            if r.phone_number_confirmed {
+                if let Some(Value::String(p)) = column_value(r, col) {
+                    match rules::phone(&p) {
+                        Ok(address) => otp_addresses.push(OtpAddress {
+                            channel: OtpChannel::Sms,
+                            address,
+                            verified: true,
+                        }),
+                        Err(m) => problems.push(Problem::error(
+                            col.as_str(),
+                            format!("{m} (needed for the SMS OTP address of a confirmed phone)"),
+                        )),
+                    }
+                }
+            }
+        }
+
+        let mut external_logins = Vec::new();
+        for (i, l) in r.logins.iter().enumerate() {
+            let checks = [
+                rules::external(&l.login_provider, "LoginProvider")
+                    .map_err(|m| (format!("Logins[{i}].LoginProvider"), m)),
+                rules::external(&l.provider_key, "ProviderKey")
+                    .map_err(|m| (format!("Logins[{i}].ProviderKey"), m)),
+            ];
+            let mut ok = true;
+            for c in checks {
+                if let Err((f, m)) = c {
+                    problems.push(Problem::error(f, m));
+                    ok = false;
+                }
+            }
+            if ok {
+                external_logins.push(ExternalLogin {
+                    provider: l.login_provider.clone(),
+                    key: l.provider_key.clone(),
+                    display_name: l.provider_display_name.clone(),
+                });
+            }
+        }
+
+        let mut passkeys = Vec::new();
+        for (i, p) in r.passkeys.iter().enumerate() {
+            match passkey::convert(p) {
+                Ok(pk) => passkeys.push(pk),
+                Err((f, m)) => problems.push(Problem::error(format!("Passkeys[{i}].{f}"), m)),
+            }
+        }
+
+        let mut totp_devices = Vec::new();
+        let mut recovery_codes = Vec::new();
+        for (i, t) in r.tokens.iter().enumerate() {
+            if t.login_provider != Token::STORE_PROVIDER {
+                continue;
+            }
+            let value = t.value.as_deref().unwrap_or("");
+            if t.name == Token::AUTHENTICATOR_KEY && !value.is_empty() {
+                match ferry_passwords::totp::decode_key(value) {
+                    Ok(key) => totp_devices.push(TotpDevice {
+                        name: "Default".into(),
+                        key,
+                    }),
+                    Err(e) => {
+                        problems.push(Problem::error(format!("Tokens[{i}].Value"), e.to_string()))
+                    }
+                }
+            } else if t.name == Token::RECOVERY_CODES {
+                for (k, code) in ferry_passwords::recovery::split(value).enumerate() {
+                    match rules::recovery_code(code) {
+                        Ok(()) => recovery_codes.push(code.to_string()),
+                        Err(m) => problems.push(Problem::error(
+                            format!("Tokens[{i}].Value"),
+                            format!("code {}: {m}", k + 1),
+                        )),
+                    }
+                }
+            }
+        }
+
+        let mut roles = Vec::new();
+        for (i, role) in r.roles.iter().enumerate() {
+            match self.roles.resolve(role) {
+                Ok(id) => {
+                    if !roles.contains(&id) {
+                        roles.push(id)
+                    }
+                }
+                Err(m) => problems.push(Problem::error(format!("Roles[{i}]"), m)),
+            }
+        }
+
+        let failed = problems.iter().any(|p| p.severity == Severity::Error);
+        let record = match (subject_id, failed) {
+            (Some(subject_id), false) => Some(ImportRecord {
+                subject_id,
+                profile,
+                unique_keys,
+                account: AccountState {
+                    user_name: r.user_name.clone(),
+                    email_confirmed: r.email_confirmed,
+                    phone_number_confirmed: r.phone_number_confirmed,
+                    two_factor_enabled: r.two_factor_enabled,
+                    lockout_end: r.lockout_end,
+                    lockout_enabled: r.lockout_enabled,
+                    access_failed_count: r.access_failed_count,
+                },
+                password,
+                otp_addresses,
+                external_logins,
+                passkeys,
+                totp_devices,
+                recovery_codes,
+                hashed_recovery_codes: Vec::new(),
+                roles,
+            }),
+            _ => None,
+        };
+        (record, problems)
+    }
+}
+
+/// A column of the record as a JSON value.
+pub fn column_value(r: &UserRecord, column: &str) -> Option<Value> {
+    let s = |v: &Option<String>| v.clone().map(Value::String);
+    match column {
+        "Id" => Some(Value::String(r.id.0.clone())),
+        "UserName" => s(&r.user_name),
+        "NormalizedUserName" => s(&r.normalized_user_name),
+        "Email" => s(&r.email),
+        "NormalizedEmail" => s(&r.normalized_email),
+        "EmailConfirmed" => Some(Value::Bool(r.email_confirmed)),
+        "PhoneNumber" => s(&r.phone_number),
+        "PhoneNumberConfirmed" => Some(Value::Bool(r.phone_number_confirmed)),
+        "TwoFactorEnabled" => Some(Value::Bool(r.two_factor_enabled)),
+        "LockoutEnd" => r.lockout_end.map(|t| Value::String(t.to_rfc3339())),
+        "LockoutEnabled" => Some(Value::Bool(r.lockout_enabled)),
+        "AccessFailedCount" => Some(Value::from(r.access_failed_count)),
+        _ => None,
+    }
+}
+
+/// The values a rule reads, each with the bundle field it came from. Nulls and empty
+/// strings are not values.
+fn source_values(r: &UserRecord, from: &Source) -> Vec<(String, Value)> {
+    let present = |v: &Value| !matches!(v, Value::Null) && v.as_str() != Some("");
+    match from {
+        Source::Column(c) => column_value(r, c)
+            .filter(present)
+            .map(|v| (c.clone(), v))
+            .into_iter()
+            .collect(),
+        Source::Claim(t) => r
+            .claims
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.claim_type.as_deref() == Some(t.as_str()))
+            .filter_map(|(i, c)| {
+                c.value
+                    .clone()
+                    .map(|v| (format!("Claims[{i}].Value"), Value::String(v)))
+            })
+            .filter(|(_, v)| present(v))
+            .collect(),
+        Source::Extra(c) => r
+            .extra
+            .get(c)
+            .cloned()
+            .filter(present)
+            .map(|v| (format!("Extra.{c}"), v))
+            .into_iter()
+            .collect(),
+        Source::Value(v) => vec![(String::new(), v.clone())],
+    }
+}
+
+/// Converts a source value to the target scalar type.
+fn convert(v: &Value, t: ScalarType) -> Result<Value, String> {
+    let text = match v {
+        Value::String(s) => Some(s.trim()),
+        _ => None,
+    };
+    let fail = || {
+        let shown = match v {
+            Value::String(s) => format!("`{s}`"),
+            other => other.to_string(),
+        };
+        Err(format!("{shown} is not a {}", t.name()))
+    };
+    match t {
+        ScalarType::String => Ok(match v {
+            Value::String(s) => Value::String(s.clone()),
+            other => Value::String(other.to_string()),
+        }),
+        ScalarType::Boolean => match (v, text) {
+            (Value::Bool(b), _) => Ok(Value::Bool(*b)),
+            (Value::Number(n), _) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => {
+                Ok(Value::Bool(n.as_i64() == Some(1)))
+            }
+            (_, Some(s)) if s.eq_ignore_ascii_case("true") || s == "1" => Ok(Value::Bool(true)),
+            (_, Some(s)) if s.eq_ignore_ascii_case("false") || s == "0" => Ok(Value::Bool(false)),
+            _ => fail(),
+        },
+        ScalarType::Integer => match (v, text) {
+            (Value::Number(n), _) if n.as_i64().is_some_and(|i| i32::try_from(i).is_ok()) => {
+                Ok(v.clone())
+            }
+            (_, Some(s)) => s.parse::<i32>().map(Value::from).or_else(|_| fail()),
+            _ => fail(),
+        },
+        ScalarType::Decimal => match (v, text) {
+            (Value::Number(_), _) => Ok(v.clone()),
+            (_, Some(s)) => s
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+                .map_or_else(fail, Ok),
+            _ => fail(),
+        },
+        ScalarType::Date => match text {
+            // A date, or the date part of a date and time (EF6 `datetime` columns).
+            Some(s)
+                if s.len() >= 10
+                    && chrono::NaiveDate::parse_from_str(&s[..10], "%Y-%m-%d").is_ok() =>
+            {
+                Ok(Value::String(s[..10].to_string()))
+            }
+            _ => fail(),
+        },
+        ScalarType::DateTime => match text {
+            Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+                .or_else(|_| chrono::DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%:z"))
+                .map(|d| Value::String(d.to_rfc3339()))
+                .or_else(|_| fail()),
+            None => fail(),
+        },
+    }
+}
+
+fn apply(profile: &mut Map<String, Value>, r: &Resolved, value: Value) {
+    let code = r.code.clone();
+    match &r.rule.to {
+        Target::Attribute(_) => {
+            profile.insert(code, value);
+        }
+        Target::Property(_, p) => {
+            let entry = profile
+                .entry(code)
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(m) = entry {
+                m.insert(p.clone(), value);
+            }
+        }
+        Target::Append(_) => {
+            let entry = profile
+                .entry(code)
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(items) = entry {
+                if !items.contains(&value) {
+                    items.push(value);
+                }
+            }
+        }
+        Target::AppendElement(_, p) => {
+            let entry = profile
+                .entry(code)
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(items) = entry {
+                if !items.iter().any(|e| e.get(p) == Some(&value)) {
+                    let mut element = r.rule.set.clone();
+                    element.insert(p.clone(), value);
+                    items.push(Value::Object(element));
+                }
+            }
+        }
+        Target::SharedElement(_, p) => {
+            let entry = profile
+                .entry(code)
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(items) = entry {
+                if items.is_empty() {
+                    items.push(Value::Object(r.rule.set.clone()));
+                }
+                if let Some(Value::Object(first)) = items.first_mut() {
+                    first.insert(p.clone(), value);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn mapper() -> Mapper {
+        let schema = AttributeSchema::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/scim-user.json"),
+        )
+        .unwrap();
+        Mapper::new(schema, &Mapping::default_mapping()).unwrap()
+    }
+
+    fn record(json: &str) -> UserRecord {
+        let mut base: Value = serde_json::from_str(
+            r#"{"Id":"u1","UserName":"alice","NormalizedUserName":"ALICE","Email":"alice@example.com","NormalizedEmail":"ALICE@EXAMPLE.COM","EmailConfirmed":true,"PasswordHash":null,"SecurityStamp":null,"ConcurrencyStamp":null,"PhoneNumber":"+1 555 0100","PhoneNumberConfirmed":false,"TwoFactorEnabled":false,"LockoutEnd":null,"LockoutEnabled":true,"AccessFailedCount":0}"#,
+        )
+        .unwrap();
+        let patch: Value = serde_json::from_str(json).unwrap();
+        for (k, v) in patch.as_object().unwrap() {
+            base[k] = v.clone();
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn the_migration_guide_table() {
+        let m = mapper();
+        let r = record(
+            r#"{"Claims":[{"Type":"given_name","Value":"Alice"},{"Type":"family_name","Value":"Smith"},
+                {"Type":"display_name","Value":"Alice S"},{"Type":"street_address","Value":"1 Main St"},
+                {"Type":"country","Value":"US"},{"Type":"phone_number","Value":"+1 555 0199"},
+                {"Type":"locale","Value":"en-US"},{"Type":"department","Value":"Sales"}]}"#,
+        );
+        let (rec, problems) = m.map(&r);
+        assert!(problems.is_empty(), "{problems:?}");
+        let rec = rec.unwrap();
+        assert_eq!(
+            Value::Object(rec.profile.clone()),
+            serde_json::json!({
+                "userName": "alice",
+                "emails": [{"type": "work", "primary": true, "value": "alice@example.com"}],
+                "phoneNumbers": [{"type": "work", "primary": true, "value": "+1 555 0100"},
+                                 {"type": "work", "primary": false, "value": "+1 555 0199"}],
+                "name": {"givenName": "Alice", "familyName": "Smith"},
+                "displayName": "Alice S",
+                "locale": "en-US",
+                "addresses": [{"primary": false, "streetAddress": "1 Main St", "country": "US"}],
+                "active": true
+            })
+        );
+        assert_eq!(
+            rec.unique_keys,
+            [("userName".to_string(), "alice".to_string())]
+        );
+        assert_eq!(
+            rec.otp_addresses.len(),
+            1,
+            "e-mail OTP; no SMS for an unconfirmed phone"
+        );
+        assert!(rec.otp_addresses[0].verified);
+    }
+
+    #[test]
+    fn problems_name_their_field() {
+        let m = mapper();
+        let (rec, problems) = m.map(&record(
+            r#"{"Email":"not-an-email","UserName":null,"Roles":["nope"],
+                "Tokens":[{"LoginProvider":"[AspNetUserStore]","Name":"AuthenticatorKey","Value":"!!!"}]}"#,
+        ));
+        assert!(rec.is_none());
+        let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("userName: Required attribute 'userName' is missing.")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("Email: `not-an-email` is not an e-mail address")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t == "Roles[0]: role id `nope` is not in roles.ndjson"),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("Tokens[0].Value: authenticator key is not base32")),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_hash_is_a_warning_and_the_blob_is_kept() {
+        let m = mapper();
+        let (rec, problems) = m.map(&record(r#"{"PasswordHash":"not-base64!!"}"#));
+        let rec = rec.expect("still imported");
+        assert_eq!(rec.password.unwrap().parameters["blob"], "not-base64!!");
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn targets_the_schema_lacks_are_listed_once() {
+        let schema = AttributeSchema::parse(
+            r#"{"attributes":[{"code":"userName","type":"string","unique":true}]}"#,
+            "s",
+        )
+        .unwrap();
+        let m = Mapper::new(schema, &Mapping::default_mapping()).unwrap();
+        let missing: Vec<&str> = m
+            .missing_targets()
+            .iter()
+            .map(|(t, _)| t.as_str())
+            .collect();
+        assert!(missing.contains(&"addresses[0].streetAddress"));
+        assert!(missing.contains(&"active"));
+    }
+}

@@ -1,0 +1,130 @@
+//! Import statuses, conflict reasons and policies, as User Management names them.
+
+use std::fmt;
+
+use crate::model::ImportRecord;
+
+/// What to do with a record whose subject already exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// Leave the existing user alone (User Management's default resolver): a re-run skips
+    /// everything already there.
+    Skip,
+    /// Merge the record into the existing user, as User Management's overwrite does, but
+    /// in one transaction.
+    Overwrite,
+}
+
+impl Policy {
+    /// `skip` or `overwrite`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Skip => "skip",
+            Policy::Overwrite => "overwrite",
+        }
+    }
+}
+
+/// The result of one record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// A new user.
+    Created,
+    /// An existing user, merged (`--on-conflict overwrite`).
+    Updated,
+    /// An existing user, left alone.
+    Skipped,
+    /// Not imported; the message says why.
+    Failed,
+}
+
+impl Status {
+    /// `Created`, `Updated`, `Skipped` or `Failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "Created",
+            Status::Updated => "Updated",
+            Status::Skipped => "Skipped",
+            Status::Failed => "Failed",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a record was not created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The subject already exists.
+    ProfileAlreadyExists,
+    /// A unique attribute value belongs to another subject.
+    ProfileUniqueKeyConflict,
+    /// An OTP address, external login or passkey belongs to another subject.
+    AuthenticatorKeyConflict,
+    /// The store was busy three times over.
+    ConcurrencyConflict,
+    /// A role the record is a member of does not exist.
+    MembershipRoleMissing,
+    /// The record did not pass validation.
+    Invalid,
+}
+
+impl Reason {
+    /// The reason's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::ProfileAlreadyExists => "ProfileAlreadyExists",
+            Reason::ProfileUniqueKeyConflict => "ProfileUniqueKeyConflict",
+            Reason::AuthenticatorKeyConflict => "AuthenticatorKeyConflict",
+            Reason::ConcurrencyConflict => "ConcurrencyConflict",
+            Reason::MembershipRoleMissing => "MembershipRoleMissing",
+            Reason::Invalid => "Invalid",
+        }
+    }
+}
+
+/// One record of a batch, with where it came from.
+#[derive(Debug)]
+pub struct Item {
+    /// The subject id as written in the source (also for records that failed to map).
+    pub subject: Option<String>,
+    /// The source file.
+    pub file: String,
+    /// The source line.
+    pub line: u64,
+    /// The record, or why it could not be made.
+    pub record: Result<ImportRecord, String>,
+}
+
+/// What happened to one record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The status.
+    pub status: Status,
+    /// Why it was not created.
+    pub reason: Option<Reason>,
+    /// The message (for failures and skips).
+    pub message: Option<String>,
+}
+
+impl Outcome {
+    pub(crate) fn created() -> Outcome {
+        Outcome {
+            status: Status::Created,
+            reason: None,
+            message: None,
+        }
+    }
+
+    pub(crate) fn failed(reason: Reason, message: impl Into<String>) -> Outcome {
+        Outcome {
+            status: Status::Failed,
+            reason: Some(reason),
+            message: Some(message.into()),
+        }
+    }
+}

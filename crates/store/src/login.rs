@@ -1,0 +1,102 @@
+//! Password checks by algorithm id, through `ferry-passwords`.
+
+use ferry_passwords::preferred::{self, Params};
+use ferry_passwords::{AspNetHash, Prf};
+use serde_json::{Map, Value};
+
+use crate::model::{HashedPassword, ASPNET_ALGORITHM};
+
+/// The result of a password check, as ASP.NET names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Wrong password, or a hash that can never verify.
+    Failed,
+    /// Right password, stored with the preferred algorithm.
+    Success,
+    /// Right password, stored with another algorithm or parameters: re-hash it.
+    SuccessRehashNeeded,
+}
+
+/// Checks `password` against stored password data.
+pub fn verify(password: &str, stored: &HashedPassword) -> Verdict {
+    match stored.algorithm.as_str() {
+        ASPNET_ALGORITHM => {
+            let Some(Value::String(blob)) = stored.parameters.get("blob") else {
+                return Verdict::Failed;
+            };
+            match AspNetHash::parse(blob) {
+                Ok(hash) if hash.verify(password) => Verdict::SuccessRehashNeeded,
+                _ => Verdict::Failed,
+            }
+        }
+        preferred::ALGORITHM_ID => {
+            let prf = stored
+                .parameters
+                .get("prf")
+                .and_then(Value::as_str)
+                .and_then(Prf::from_name);
+            let iterations = stored
+                .parameters
+                .get("iterations")
+                .and_then(|v| {
+                    v.as_u64()
+                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                })
+                .and_then(|n| u32::try_from(n).ok());
+            let (Some(prf), Some(iterations)) = (prf, iterations) else {
+                return Verdict::Failed;
+            };
+            let params = Params { prf, iterations };
+            if !preferred::verify(password, params, &stored.salt, &stored.hash) {
+                Verdict::Failed
+            } else if params.needs_rehash(stored.hash.len()) {
+                Verdict::SuccessRehashNeeded
+            } else {
+                Verdict::Success
+            }
+        }
+        _ => {
+            // Unknown algorithm: do the work a real check would, then fail, so that timing
+            // does not tell which users carry which algorithm.
+            let _ = preferred::hash(password, &[0u8; preferred::SALT_LEN]);
+            Verdict::Failed
+        }
+    }
+}
+
+/// Hashes `password` with the preferred algorithm and a fresh random salt.
+pub fn preferred_hash(password: &str) -> HashedPassword {
+    use rand::RngCore as _;
+    let mut salt = [0u8; preferred::SALT_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    let digest = preferred::hash(password, &salt);
+    let mut parameters = Map::new();
+    parameters.insert("prf".into(), Value::String(preferred::PRF.name().into()));
+    parameters.insert("iterations".into(), Value::from(preferred::ITERATIONS));
+    parameters.insert("digestSize".into(), Value::from(preferred::DIGEST_LEN));
+    HashedPassword {
+        algorithm: preferred::ALGORITHM_ID.into(),
+        hash: digest.to_vec(),
+        salt: salt.to_vec(),
+        parameters,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aspnet_then_preferred() {
+        let blob = "AQAAAAIAAAAyAAAAEOMwvh3+FZxqkdMBz2ekgGhwQ4B6pZWND6zgESBuWiHw";
+        let stored = HashedPassword::aspnet(blob);
+        assert_eq!(verify("my password", &stored), Verdict::SuccessRehashNeeded);
+        assert_eq!(verify("my passwore", &stored), Verdict::Failed);
+        let new = preferred_hash("my password");
+        assert_eq!(verify("my password", &new), Verdict::Success);
+        assert_eq!(verify("wrong", &new), Verdict::Failed);
+        let mut unknown = new.clone();
+        unknown.algorithm = "md5".into();
+        assert_eq!(verify("my password", &unknown), Verdict::Failed);
+    }
+}

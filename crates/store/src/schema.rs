@@ -1,0 +1,127 @@
+//! The store's own tables, versioned with `PRAGMA user_version` and migrated forward.
+
+/// Migrations in order; migration `i` takes the store from version `i` to `i + 1`.
+pub(crate) const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT INTO settings VALUES ('recovery_code_iterations', '10000');
+
+CREATE TABLE roles (
+    id     TEXT PRIMARY KEY,
+    name   TEXT NOT NULL,
+    claims TEXT NOT NULL DEFAULT '[]'
+);
+
+CREATE TABLE users (
+    id                     INTEGER PRIMARY KEY,
+    subject_id             TEXT NOT NULL UNIQUE,
+    profile                TEXT NOT NULL,
+    user_name              TEXT,
+    normalized_user_name   TEXT UNIQUE,
+    email_confirmed        INTEGER NOT NULL,
+    phone_number_confirmed INTEGER NOT NULL,
+    two_factor_enabled     INTEGER NOT NULL,
+    lockout_end            TEXT,
+    lockout_enabled        INTEGER NOT NULL,
+    access_failed_count    INTEGER NOT NULL,
+    created_at             TEXT NOT NULL,
+    updated_at             TEXT NOT NULL
+);
+
+CREATE TABLE unique_keys (
+    attribute TEXT NOT NULL,
+    value     TEXT NOT NULL,
+    user_id   INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    PRIMARY KEY (attribute, value)
+) WITHOUT ROWID;
+CREATE INDEX unique_keys_user ON unique_keys (user_id);
+
+CREATE TABLE passwords (
+    user_id    INTEGER PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    algorithm  TEXT NOT NULL,
+    hash       BLOB NOT NULL,
+    salt       BLOB NOT NULL,
+    parameters TEXT NOT NULL,
+    set_at     TEXT NOT NULL
+);
+
+CREATE TABLE otp_addresses (
+    channel    TEXT NOT NULL,
+    normalized TEXT NOT NULL,
+    address    TEXT NOT NULL,
+    verified   INTEGER NOT NULL,
+    user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    PRIMARY KEY (channel, normalized)
+) WITHOUT ROWID;
+CREATE INDEX otp_addresses_user ON otp_addresses (user_id);
+
+CREATE TABLE external_logins (
+    provider     TEXT NOT NULL,
+    provider_key TEXT NOT NULL,
+    display_name TEXT,
+    user_id      INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    PRIMARY KEY (provider, provider_key)
+) WITHOUT ROWID;
+CREATE INDEX external_logins_user ON external_logins (user_id);
+
+CREATE TABLE passkeys (
+    credential_id   BLOB PRIMARY KEY,
+    user_id         INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    public_key_cose BLOB NOT NULL,
+    algorithm       INTEGER NOT NULL,
+    sign_count      INTEGER NOT NULL,
+    backup_eligible INTEGER NOT NULL,
+    backed_up       INTEGER NOT NULL,
+    aaguid          BLOB NOT NULL,
+    name            TEXT NOT NULL
+);
+CREATE INDEX passkeys_user ON passkeys (user_id);
+
+CREATE TABLE totp_devices (
+    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    name    TEXT NOT NULL,
+    key     BLOB NOT NULL,
+    PRIMARY KEY (user_id, name)
+) WITHOUT ROWID;
+
+CREATE TABLE recovery_codes (
+    user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    salt       BLOB NOT NULL,
+    hash       BLOB NOT NULL,
+    iterations INTEGER NOT NULL
+);
+CREATE INDEX recovery_codes_user ON recovery_codes (user_id);
+
+CREATE TABLE memberships (
+    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    role_id TEXT NOT NULL REFERENCES roles (id),
+    PRIMARY KEY (user_id, role_id)
+) WITHOUT ROWID;
+
+CREATE TABLE import_runs (
+    id          INTEGER PRIMARY KEY,
+    bundle      TEXT NOT NULL,
+    policy      TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    status      TEXT NOT NULL,
+    created     INTEGER NOT NULL DEFAULT 0,
+    updated     INTEGER NOT NULL DEFAULT 0,
+    skipped     INTEGER NOT NULL DEFAULT 0,
+    failed      INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE import_results (
+    run_id     INTEGER NOT NULL REFERENCES import_runs (id),
+    seq        INTEGER NOT NULL,
+    subject_id TEXT,
+    file       TEXT,
+    line       INTEGER,
+    status     TEXT NOT NULL,
+    reason     TEXT,
+    message    TEXT,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+"#];

@@ -1,0 +1,746 @@
+//! The embedded store: one SQLite file.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{
+    params, Connection, ErrorCode, OptionalExtension as _, Savepoint, TransactionBehavior,
+};
+use serde_json::{Map, Value};
+
+use crate::import::{Item, Outcome, Policy, Reason, Status};
+use crate::model::{HashedPassword, ImportRecord, OtpChannel, RoleImport, TotpDevice};
+use crate::{normalize, schema};
+
+/// What can go wrong with the store itself (record problems are [`Outcome`]s).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store file could not be opened or created.
+    #[error("`{}`: {message}", path.display())]
+    Open {
+        /// The store file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The store was written by a newer ferry.
+    #[error("`{}`: store schema version {found} is newer than this ferry knows ({known}); use a newer ferry", path.display())]
+    Newer {
+        /// The store file.
+        path: PathBuf,
+        /// The version found.
+        found: i64,
+        /// The newest version this build knows.
+        known: i64,
+    },
+    /// SQLite failed.
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// An import run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunId(pub i64);
+
+/// A user as login sees it.
+#[derive(Debug, Clone)]
+pub struct StoredUser {
+    /// Row id.
+    pub id: i64,
+    /// Subject id.
+    pub subject_id: String,
+    /// The stored password.
+    pub password: Option<HashedPassword>,
+    /// Lockout end (RFC 3339).
+    pub lockout_end: Option<String>,
+    /// Lockout enabled.
+    pub lockout_enabled: bool,
+    /// Two-factor enabled.
+    pub two_factor_enabled: bool,
+    /// TOTP devices.
+    pub totp_devices: Vec<TotpDevice>,
+}
+
+/// The embedded store.
+pub struct SqliteStore {
+    conn: Connection,
+    recovery_iterations: u32,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
+/// Runs an insert; a constraint violation becomes `Ok(false)`.
+fn try_insert(sp: &Savepoint<'_>, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<bool> {
+    match sp.prepare_cached(sql)?.execute(p) {
+        Ok(_) => Ok(true),
+        Err(e) if is_constraint(&e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn subject_of(sp: &Savepoint<'_>, user_id: Option<i64>) -> rusqlite::Result<String> {
+    let Some(id) = user_id else {
+        return Ok("?".into());
+    };
+    sp.prepare_cached("SELECT subject_id FROM users WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()
+        .map(|s| s.unwrap_or_else(|| "?".into()))
+}
+
+fn owner(sp: &Savepoint<'_>, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<Option<i64>> {
+    sp.prepare_cached(sql)?
+        .query_row(p, |r| r.get(0))
+        .optional()
+}
+
+impl SqliteStore {
+    /// Opens the store at `path`, creating it (owner-only) if missing, and migrates its
+    /// schema to the current version.
+    pub fn open(path: &Path) -> Result<SqliteStore, Error> {
+        let open_err = |e: rusqlite::Error| Error::Open {
+            path: path.into(),
+            message: e.to_string(),
+        };
+        let existed = path.exists();
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        if !existed {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+            }
+        }
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::NotADatabase => Error::Open {
+                path: path.into(),
+                message: "not a SQLite database (is this the store file?)".into(),
+            },
+            e => open_err(e),
+        })?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let known = schema::MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(Error::Newer {
+                path: path.into(),
+                found: version,
+                known,
+            });
+        }
+        if version == 0 {
+            let has_tables: i64 =
+                conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
+            if has_tables > 0 {
+                return Err(Error::Open {
+                    path: path.into(),
+                    message: "this SQLite file has tables but is not a ferry store".into(),
+                });
+            }
+        }
+        for (i, migration) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(migration)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        let recovery_iterations = conn
+            .query_row(
+                "SELECT value FROM settings WHERE key = 'recovery_code_iterations'",
+                [],
+                |r| r.get::<_, String>(0),
+            )?
+            .parse()
+            .unwrap_or(ferry_passwords::recovery::DEFAULT_ITERATIONS);
+        Ok(SqliteStore {
+            conn,
+            recovery_iterations,
+        })
+    }
+
+    /// The iteration count for hashing recovery codes (setting `recovery_code_iterations`).
+    pub fn recovery_code_iterations(&self) -> u32 {
+        self.recovery_iterations
+    }
+
+    /// Creates roles that do not exist yet; returns how many were new.
+    pub fn create_roles(&mut self, roles: &[RoleImport]) -> Result<u64, Error> {
+        let tx = self.conn.transaction()?;
+        let mut created = 0;
+        {
+            let mut stmt =
+                tx.prepare("INSERT OR IGNORE INTO roles (id, name, claims) VALUES (?1, ?2, ?3)")?;
+            for r in roles {
+                created +=
+                    stmt.execute(params![r.id.as_str(), r.name, r.claims.to_string()])? as u64;
+            }
+        }
+        tx.commit()?;
+        Ok(created)
+    }
+
+    /// Starts an import run. Runs left `running` by a crash are marked `interrupted`.
+    pub fn begin_run(&mut self, bundle: &str, policy: Policy) -> Result<RunId, Error> {
+        self.conn.execute(
+            "UPDATE import_runs SET status = 'interrupted' WHERE status = 'running'",
+            [],
+        )?;
+        self.conn.execute(
+            "INSERT INTO import_runs (bundle, policy, started_at, status) VALUES (?1, ?2, ?3, 'running')",
+            params![bundle, policy.as_str(), now()],
+        )?;
+        Ok(RunId(self.conn.last_insert_rowid()))
+    }
+
+    /// Ends a run with `status` and its counts (from its stored results).
+    pub fn finish_run(&mut self, run: RunId, status: &str) -> Result<(), Error> {
+        self.conn.execute(
+            "UPDATE import_runs SET finished_at = ?2, status = ?3,
+               created = (SELECT COUNT(*) FROM import_results WHERE run_id = ?1 AND status = 'Created'),
+               updated = (SELECT COUNT(*) FROM import_results WHERE run_id = ?1 AND status = 'Updated'),
+               skipped = (SELECT COUNT(*) FROM import_results WHERE run_id = ?1 AND status = 'Skipped'),
+               failed  = (SELECT COUNT(*) FROM import_results WHERE run_id = ?1 AND status = 'Failed')
+             WHERE id = ?1",
+            params![run.0, now(), status],
+        )?;
+        Ok(())
+    }
+
+    /// Imports a batch in one transaction, each record inside its own savepoint: a
+    /// failing record never touches the others. `seq` numbers the first record's result.
+    /// A store busy with another writer is retried up to 3 attempts, then every record
+    /// of the batch fails with `ConcurrencyConflict`.
+    pub fn import_batch(
+        &mut self,
+        run: RunId,
+        policy: Policy,
+        items: &[Item],
+        seq: u64,
+    ) -> Result<Vec<Outcome>, Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_batch(run, policy, items, seq) {
+                Err(Error::Sqlite(e)) if is_busy(&e) && attempt < 3 => continue,
+                Err(Error::Sqlite(e)) if is_busy(&e) => {
+                    let outcomes: Vec<Outcome> = items
+                        .iter()
+                        .map(|_| {
+                            Outcome::failed(
+                                Reason::ConcurrencyConflict,
+                                "Max retries exceeded for import.",
+                            )
+                        })
+                        .collect();
+                    self.record_results(run, items, &outcomes, seq)?;
+                    return Ok(outcomes);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn record_results(
+        &mut self,
+        run: RunId,
+        items: &[Item],
+        outcomes: &[Outcome],
+        seq: u64,
+    ) -> Result<(), Error> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO import_results (run_id, seq, subject_id, file, line, status, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for (k, (item, o)) in items.iter().zip(outcomes).enumerate() {
+                stmt.execute(params![
+                    run.0,
+                    (seq + k as u64) as i64,
+                    item.subject,
+                    item.file,
+                    item.line as i64,
+                    o.status.as_str(),
+                    o.reason.map(Reason::as_str),
+                    o.message
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn try_batch(
+        &mut self,
+        run: RunId,
+        policy: Policy,
+        items: &[Item],
+        seq: u64,
+    ) -> Result<Vec<Outcome>, Error> {
+        let mut tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stamp = now();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (k, item) in items.iter().enumerate() {
+            let outcome = match &item.record {
+                Err(message) => Outcome::failed(Reason::Invalid, message.clone()),
+                Ok(record) => import_one(&mut tx, record, policy, &stamp)?,
+            };
+            tx.prepare_cached(
+                "INSERT INTO import_results (run_id, seq, subject_id, file, line, status, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                run.0,
+                (seq + k as u64) as i64,
+                item.subject,
+                item.file,
+                item.line as i64,
+                outcome.status.as_str(),
+                outcome.reason.map(Reason::as_str),
+                outcome.message
+            ])?;
+            outcomes.push(outcome);
+        }
+        tx.commit()?;
+        Ok(outcomes)
+    }
+
+    /// Finds users by login name: the user name (case-insensitively, as ASP.NET's lookup
+    /// normaliser did), or else the e-mail OTP address.
+    pub fn find_for_login(&self, name: &str) -> Result<Vec<StoredUser>, Error> {
+        let key = normalize(name.trim());
+        let mut ids: Vec<i64> = self
+            .conn
+            .prepare_cached("SELECT id FROM users WHERE normalized_user_name = ?1")?
+            .query_map([&key], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        if ids.is_empty() {
+            ids = self
+                .conn
+                .prepare_cached(
+                    "SELECT user_id FROM otp_addresses WHERE channel = 'Email' AND normalized = ?1",
+                )?
+                .query_map([&key], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+        }
+        ids.into_iter().map(|id| self.stored_user(id)).collect()
+    }
+
+    fn stored_user(&self, id: i64) -> Result<StoredUser, Error> {
+        let (subject_id, lockout_end, lockout_enabled, two_factor_enabled) = self.conn.query_row(
+            "SELECT subject_id, lockout_end, lockout_enabled, two_factor_enabled FROM users WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        let password = self
+            .conn
+            .query_row(
+                "SELECT algorithm, hash, salt, parameters FROM passwords WHERE user_id = ?1",
+                [id],
+                |r| {
+                    let params: String = r.get(3)?;
+                    Ok(HashedPassword {
+                        algorithm: r.get(0)?,
+                        hash: r.get(1)?,
+                        salt: r.get(2)?,
+                        parameters: serde_json::from_str(&params).unwrap_or_default(),
+                    })
+                },
+            )
+            .optional()?;
+        let totp_devices = self
+            .conn
+            .prepare("SELECT name, key FROM totp_devices WHERE user_id = ?1 ORDER BY name")?
+            .query_map([id], |r| {
+                Ok(TotpDevice {
+                    name: r.get(0)?,
+                    key: r.get(1)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(StoredUser {
+            id,
+            subject_id,
+            password,
+            lockout_end,
+            lockout_enabled,
+            two_factor_enabled,
+            totp_devices,
+        })
+    }
+
+    /// Replaces a user's password (the re-hash after a successful login).
+    pub fn set_password(&mut self, user_id: i64, password: &HashedPassword) -> Result<(), Error> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO passwords (user_id, algorithm, hash, salt, parameters, set_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                user_id,
+                password.algorithm,
+                password.hash,
+                password.salt,
+                Value::Object(password.parameters.clone()).to_string(),
+                now()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The underlying connection, for read-only reports and proofs.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+fn import_one(
+    tx: &mut rusqlite::Transaction<'_>,
+    record: &ImportRecord,
+    policy: Policy,
+    stamp: &str,
+) -> Result<Outcome, Error> {
+    let existing: Option<i64> = tx
+        .prepare_cached("SELECT id FROM users WHERE subject_id = ?1")?
+        .query_row([record.subject_id.as_str()], |r| r.get(0))
+        .optional()?;
+    let sp = tx.savepoint()?;
+    let result = match (existing, policy) {
+        (Some(_), Policy::Skip) => {
+            return Ok(Outcome {
+                status: Status::Skipped,
+                reason: Some(Reason::ProfileAlreadyExists),
+                message: Some(format!("subject {} already exists", record.subject_id)),
+            })
+        }
+        (Some(user_id), Policy::Overwrite) => {
+            merge(&sp, user_id, record, stamp)?.map(|()| Outcome {
+                status: Status::Updated,
+                reason: Some(Reason::ProfileAlreadyExists),
+                message: None,
+            })
+        }
+        (None, _) => insert_new(&sp, record, stamp)?.map(|()| Outcome::created()),
+    };
+    match result {
+        Ok(outcome) => {
+            sp.commit()?;
+            Ok(outcome)
+        }
+        // Dropping the savepoint rolls the record back.
+        Err(failure) => Ok(failure),
+    }
+}
+
+type Step = Result<(), Outcome>;
+
+fn write_account(
+    sp: &Savepoint<'_>,
+    user_id: Option<i64>,
+    r: &ImportRecord,
+    stamp: &str,
+) -> rusqlite::Result<Result<i64, Outcome>> {
+    let a = &r.account;
+    let normalized = a.user_name.as_deref().map(normalize);
+    let lockout = a.lockout_end.map(|t| t.to_rfc3339());
+    let profile = Value::Object(r.profile.clone()).to_string();
+    let ok = match user_id {
+        None => try_insert(
+            sp,
+            "INSERT INTO users (subject_id, profile, user_name, normalized_user_name, email_confirmed, phone_number_confirmed,
+                two_factor_enabled, lockout_end, lockout_enabled, access_failed_count, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+            params![
+                r.subject_id.as_str(),
+                profile,
+                a.user_name,
+                normalized,
+                a.email_confirmed,
+                a.phone_number_confirmed,
+                a.two_factor_enabled,
+                lockout,
+                a.lockout_enabled,
+                a.access_failed_count,
+                stamp
+            ],
+        )?,
+        Some(id) => try_insert(
+            sp,
+            "UPDATE users SET profile = ?2, user_name = ?3, normalized_user_name = ?4, email_confirmed = ?5,
+                phone_number_confirmed = ?6, two_factor_enabled = ?7, lockout_end = ?8, lockout_enabled = ?9,
+                access_failed_count = ?10, updated_at = ?11 WHERE id = ?1",
+            params![
+                id,
+                profile,
+                a.user_name,
+                normalized,
+                a.email_confirmed,
+                a.phone_number_confirmed,
+                a.two_factor_enabled,
+                lockout,
+                a.lockout_enabled,
+                a.access_failed_count,
+                stamp
+            ],
+        )?,
+    };
+    if !ok {
+        let other = owner(
+            sp,
+            "SELECT id FROM users WHERE normalized_user_name = ?1",
+            [&normalized],
+        )?;
+        return Ok(Err(Outcome::failed(
+            Reason::ProfileUniqueKeyConflict,
+            format!(
+                "user name '{}' is already used by subject {}",
+                a.user_name.as_deref().unwrap_or(""),
+                subject_of(sp, other)?
+            ),
+        )));
+    }
+    Ok(Ok(user_id.unwrap_or_else(|| sp.last_insert_rowid())))
+}
+
+fn write_unique_keys(
+    sp: &Savepoint<'_>,
+    user_id: i64,
+    r: &ImportRecord,
+    replace: bool,
+) -> rusqlite::Result<Step> {
+    for (code, value) in &r.unique_keys {
+        if replace {
+            sp.prepare_cached("DELETE FROM unique_keys WHERE user_id = ?1 AND attribute = ?2")?
+                .execute(params![user_id, code])?;
+        }
+        if !try_insert(
+            sp,
+            "INSERT INTO unique_keys (attribute, value, user_id) VALUES (?1, ?2, ?3)",
+            params![code, value, user_id],
+        )? {
+            let other = owner(
+                sp,
+                "SELECT user_id FROM unique_keys WHERE attribute = ?1 AND value = ?2",
+                params![code, value],
+            )?;
+            return Ok(Err(Outcome::failed(
+                Reason::ProfileUniqueKeyConflict,
+                format!(
+                    "attribute '{code}' value '{value}' is already used by subject {}",
+                    subject_of(sp, other)?
+                ),
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
+fn write_password(
+    sp: &Savepoint<'_>,
+    user_id: i64,
+    r: &ImportRecord,
+    stamp: &str,
+) -> rusqlite::Result<()> {
+    if let Some(p) = &r.password {
+        sp.prepare_cached(
+            "INSERT OR REPLACE INTO passwords (user_id, algorithm, hash, salt, parameters, set_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![
+            user_id,
+            p.algorithm,
+            p.hash,
+            p.salt,
+            Value::Object(p.parameters.clone()).to_string(),
+            stamp
+        ])?;
+    }
+    Ok(())
+}
+
+/// Authenticators: new ones are added; one that belongs to another subject fails the
+/// record. Recovery codes replace the old ones; TOTP devices keep the first of a name.
+fn write_authenticators(
+    sp: &Savepoint<'_>,
+    user_id: i64,
+    r: &ImportRecord,
+    merging: bool,
+) -> rusqlite::Result<Step> {
+    let conflict = |what: String, other: Option<i64>| -> rusqlite::Result<Step> {
+        Ok(Err(Outcome::failed(
+            Reason::AuthenticatorKeyConflict,
+            format!(
+                "{what} is already used by subject {}",
+                subject_of(sp, other)?
+            ),
+        )))
+    };
+    for otp in &r.otp_addresses {
+        let normalized = match otp.channel {
+            OtpChannel::Email => normalize(&otp.address),
+            OtpChannel::Sms => otp.address.clone(),
+        };
+        sp.prepare_cached(
+            "INSERT OR IGNORE INTO otp_addresses (channel, normalized, address, verified, user_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![otp.channel.as_str(), normalized, otp.address, otp.verified, user_id])?;
+        let holder = owner(
+            sp,
+            "SELECT user_id FROM otp_addresses WHERE channel = ?1 AND normalized = ?2",
+            params![otp.channel.as_str(), normalized],
+        )?;
+        if holder != Some(user_id) {
+            return conflict(
+                format!("{} OTP address '{}'", otp.channel.as_str(), otp.address),
+                holder,
+            );
+        }
+    }
+    for login in &r.external_logins {
+        sp.prepare_cached(
+            "INSERT OR IGNORE INTO external_logins (provider, provider_key, display_name, user_id) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![login.provider, login.key, login.display_name, user_id])?;
+        let holder = owner(
+            sp,
+            "SELECT user_id FROM external_logins WHERE provider = ?1 AND provider_key = ?2",
+            params![login.provider, login.key],
+        )?;
+        if holder != Some(user_id) {
+            return conflict(
+                format!("external login {} '{}'", login.provider, login.key),
+                holder,
+            );
+        }
+    }
+    for pk in &r.passkeys {
+        if merging {
+            let same_name = owner(
+                sp,
+                "SELECT 1 FROM passkeys WHERE user_id = ?1 AND name = ?2",
+                params![user_id, pk.name],
+            )?;
+            if same_name.is_some() {
+                continue;
+            }
+        }
+        sp.prepare_cached(
+            "INSERT OR IGNORE INTO passkeys (credential_id, user_id, public_key_cose, algorithm, sign_count, backup_eligible, backed_up, aaguid, name)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            pk.credential_id,
+            user_id,
+            pk.public_key_cose,
+            pk.algorithm,
+            pk.sign_count,
+            pk.backup_eligible,
+            pk.backed_up,
+            pk.aaguid.to_vec(),
+            pk.name
+        ])?;
+        let holder = owner(
+            sp,
+            "SELECT user_id FROM passkeys WHERE credential_id = ?1",
+            [&pk.credential_id],
+        )?;
+        if holder != Some(user_id) {
+            use base64::Engine as _;
+            let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&pk.credential_id);
+            return conflict(format!("passkey credential {id}"), holder);
+        }
+    }
+    for t in &r.totp_devices {
+        sp.prepare_cached(
+            "INSERT OR IGNORE INTO totp_devices (user_id, name, key) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![user_id, t.name, t.key])?;
+    }
+    if !r.hashed_recovery_codes.is_empty() {
+        if merging {
+            sp.prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?1")?
+                .execute([user_id])?;
+        }
+        for c in &r.hashed_recovery_codes {
+            sp.prepare_cached("INSERT INTO recovery_codes (user_id, salt, hash, iterations) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![user_id, c.salt, c.hash, c.iterations])?;
+        }
+    }
+    Ok(Ok(()))
+}
+
+fn write_memberships(sp: &Savepoint<'_>, user_id: i64, r: &ImportRecord) -> rusqlite::Result<Step> {
+    for role in &r.roles {
+        if !try_insert(
+            sp,
+            "INSERT OR IGNORE INTO memberships (user_id, role_id) VALUES (?1, ?2)",
+            params![user_id, role.as_str()],
+        )? {
+            return Ok(Err(Outcome::failed(
+                Reason::MembershipRoleMissing,
+                format!("Role '{role}' does not exist."),
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
+fn insert_new(sp: &Savepoint<'_>, r: &ImportRecord, stamp: &str) -> rusqlite::Result<Step> {
+    let user_id = match write_account(sp, None, r, stamp)? {
+        Ok(id) => id,
+        Err(o) => return Ok(Err(o)),
+    };
+    if let Err(o) = write_unique_keys(sp, user_id, r, false)? {
+        return Ok(Err(o));
+    }
+    write_password(sp, user_id, r, stamp)?;
+    if let Err(o) = write_authenticators(sp, user_id, r, false)? {
+        return Ok(Err(o));
+    }
+    write_memberships(sp, user_id, r)
+}
+
+/// User Management's overwrite merge: profile overlaid per attribute (nothing removed),
+/// OTP addresses and external logins united, password replaced, passkeys added unless the
+/// same credential or name, TOTP first of a name wins, recovery codes replaced,
+/// memberships idempotent. All of it in the record's savepoint.
+fn merge(
+    sp: &Savepoint<'_>,
+    user_id: i64,
+    r: &ImportRecord,
+    stamp: &str,
+) -> rusqlite::Result<Step> {
+    let old: String = sp.query_row(
+        "SELECT profile FROM users WHERE id = ?1",
+        [user_id],
+        |row| row.get(0),
+    )?;
+    let mut profile: Map<String, Value> = serde_json::from_str(&old).unwrap_or_default();
+    for (k, v) in &r.profile {
+        profile.insert(k.clone(), v.clone());
+    }
+    let merged = ImportRecord {
+        profile,
+        ..r.clone()
+    };
+    if let Err(o) = write_account(sp, Some(user_id), &merged, stamp)? {
+        return Ok(Err(o));
+    }
+    if let Err(o) = write_unique_keys(sp, user_id, r, true)? {
+        return Ok(Err(o));
+    }
+    write_password(sp, user_id, r, stamp)?;
+    if let Err(o) = write_authenticators(sp, user_id, r, true)? {
+        return Ok(Err(o));
+    }
+    write_memberships(sp, user_id, r)
+}

@@ -398,6 +398,89 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// The conflicts loading `r` would meet, as `(field, message, is_error)`: keys held
+    /// by other subjects are errors; an existing subject is not (the load skips or merges it).
+    pub fn conflicts(&self, r: &ImportRecord) -> Result<Vec<(String, String, bool)>, Error> {
+        let mut out = Vec::new();
+        let holder = |sql: &str, args: &[&dyn rusqlite::ToSql]| -> Result<Option<String>, Error> {
+            Ok(self
+                .conn
+                .prepare_cached(sql)?
+                .query_row(args, |row| row.get::<_, String>(0))
+                .optional()?)
+        };
+        let me = r.subject_id.as_str();
+        if holder("SELECT subject_id FROM users WHERE subject_id = ?1", &[&me])?.is_some() {
+            out.push((
+                "Id".to_string(),
+                "subject already exists in the target: the load will skip it (or merge it with --on-conflict overwrite)".to_string(),
+                false,
+            ));
+        }
+        let mut other = |field: &str, what: String, found: Option<String>| {
+            if let Some(s) = found.filter(|s| s != me) {
+                out.push((
+                    field.to_string(),
+                    format!("{what} is already used by subject {s} in the target"),
+                    true,
+                ));
+            }
+        };
+        if let Some(name) = &r.account.user_name {
+            let found = holder(
+                "SELECT subject_id FROM users WHERE normalized_user_name = ?1",
+                &[&normalize(name)],
+            )?;
+            other("UserName", format!("user name '{name}'"), found);
+        }
+        for (code, value) in &r.unique_keys {
+            let found = holder(
+                "SELECT u.subject_id FROM unique_keys k JOIN users u ON u.id = k.user_id WHERE k.attribute = ?1 AND k.value = ?2",
+                &[code, value],
+            )?;
+            other(code, format!("attribute '{code}' value '{value}'"), found);
+        }
+        for otp in &r.otp_addresses {
+            let normalized = match otp.channel {
+                OtpChannel::Email => normalize(&otp.address),
+                OtpChannel::Sms => otp.address.clone(),
+            };
+            let found = holder(
+                "SELECT u.subject_id FROM otp_addresses o JOIN users u ON u.id = o.user_id WHERE o.channel = ?1 AND o.normalized = ?2",
+                &[&otp.channel.as_str(), &normalized],
+            )?;
+            let field = if otp.channel == OtpChannel::Email {
+                "Email"
+            } else {
+                "PhoneNumber"
+            };
+            other(
+                field,
+                format!("{} OTP address '{}'", otp.channel.as_str(), otp.address),
+                found,
+            );
+        }
+        for l in &r.external_logins {
+            let found = holder(
+                "SELECT u.subject_id FROM external_logins e JOIN users u ON u.id = e.user_id WHERE e.provider = ?1 AND e.provider_key = ?2",
+                &[&l.provider, &l.key],
+            )?;
+            other(
+                "Logins",
+                format!("external login {} '{}'", l.provider, l.key),
+                found,
+            );
+        }
+        for p in &r.passkeys {
+            let found = holder(
+                "SELECT u.subject_id FROM passkeys p JOIN users u ON u.id = p.user_id WHERE p.credential_id = ?1",
+                &[&p.credential_id],
+            )?;
+            other("Passkeys", "a passkey credential".to_string(), found);
+        }
+        Ok(out)
+    }
+
     /// The underlying connection, for read-only reports and proofs.
     pub fn connection(&self) -> &Connection {
         &self.conn

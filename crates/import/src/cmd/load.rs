@@ -1,0 +1,235 @@
+//! `ferry-import load`: load a bundle into the store.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::ValueEnum;
+use ferry_store::{Item, Policy, SqliteStore, Status};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::pipeline::{self, problem_line, Options};
+use crate::{setup, ExitStatus};
+
+/// Load a bundle into the User Management store.
+///
+/// Roles come first, from roles.ndjson (a role's name becomes its role id). Then every
+/// user record is mapped, checked and written in its own savepoint inside batch
+/// transactions: a bad record is reported and never stops the others, and a crash or a
+/// kill loses at most the batch in flight, which a re-run then loads.
+///
+/// A record whose subject already exists is Skipped (the default, so a re-run skips
+/// everything already there) or merged into it with `--on-conflict overwrite` (Updated).
+/// A record that collides with another subject (a user name, e-mail OTP address,
+/// external login, passkey or unique attribute value it already holds), that names a
+/// missing role, or that fails validation is Failed, with the other subject named.
+///
+/// Passwords are stored verbatim as `aspnet-identity` hashes and re-hashed to `pbkdf2`
+/// on each user's first login. Recovery codes are hashed on the way in.
+///
+/// Examples:
+///
+///   $ ferry-import load bundle/ --schema schemas/scim-user.json --target users.db --limit 20
+///   $ ferry-import load bundle/ --schema schemas/scim-user.json --target users.db --report load.csv
+///
+/// Exit status: 0 no record failed, 1 some records failed, 2 the load could not run.
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The bundle folder.
+    pub bundle: PathBuf,
+    /// The attribute schema file (e.g. schemas/scim-user.json).
+    #[arg(long)]
+    pub schema: PathBuf,
+    /// The store: a SQLite file, created if missing.
+    #[arg(long)]
+    pub target: PathBuf,
+    /// The mapping file (default: schemas/mapping.default.json, built in).
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
+    /// What to do with a subject that already exists.
+    #[arg(long, value_enum, default_value_t = OnConflict::Skip)]
+    pub on_conflict: OnConflict,
+    /// Load only the first N records (test with a small batch first).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Write a CSV row (subject_id, file, line, status, reason, message) for every record
+    /// that was not Created.
+    #[arg(long, value_name = "FILE.csv")]
+    pub report: Option<PathBuf>,
+    /// Print one JSON summary object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What to do with a subject that already exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnConflict {
+    /// Leave it alone (Skipped).
+    Skip,
+    /// Merge the record into it, in one transaction (Updated).
+    Overwrite,
+}
+
+/// Failures printed one by one before the rest are only counted.
+const PRINTED_FAILURES: u64 = 50;
+
+pub fn run(args: Args) -> Result<ExitStatus> {
+    let started = Instant::now();
+    let bundle = setup::bundle(&args.bundle)?;
+    setup::require_sealed(&bundle)?;
+    let mut mapper = setup::mapper(&args.schema, args.mapping.as_ref(), args.json)?;
+    let mut store = SqliteStore::open(&args.target)?;
+    let (roles, role_problems) = setup::roles(&bundle, &mut mapper)?;
+    for p in &role_problems {
+        eprintln!("warning: {p}; its members will fail until it is renamed in roles.ndjson");
+    }
+    let new_roles = store.create_roles(&roles)?;
+    if !args.json {
+        eprintln!(
+            "roles: {} in the bundle, {new_roles} created",
+            roles.len() + role_problems.len()
+        );
+    }
+    let policy = match args.on_conflict {
+        OnConflict::Skip => Policy::Skip,
+        OnConflict::Overwrite => Policy::Overwrite,
+    };
+    let run = store.begin_run(&args.bundle.display().to_string(), policy)?;
+    let mut report = match &args.report {
+        Some(path) => {
+            let mut w = csv::Writer::from_path(path)
+                .with_context(|| format!("cannot create `{}`", path.display()))?;
+            w.write_record(["subject_id", "file", "line", "status", "reason", "message"])?;
+            Some(w)
+        }
+        None => None,
+    };
+    let total = bundle
+        .manifest()
+        .counts
+        .users
+        .min(args.limit.unwrap_or(u64::MAX));
+    let progress = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{spinner} loading {bar:40} {human_pos}/{human_len} ({per_sec}, {eta} left)",
+        )
+        .expect("valid template"),
+    );
+    let log_batches = progress.is_hidden() && !args.json;
+    let iterations = store.recovery_code_iterations();
+    let opts = Options {
+        hash_recovery_codes: Some(iterations),
+        limit: args.limit,
+    };
+    let (mut created, mut updated, mut skipped, mut failed) = (0u64, 0u64, 0u64, 0u64);
+    let mut seq = 0u64;
+    let mut batch_no = 0u64;
+    pipeline::run(&bundle, &mapper, &opts, &mut |chunk| {
+        batch_no += 1;
+        for m in &chunk {
+            for p in m
+                .problems
+                .iter()
+                .filter(|p| p.severity == ferry_schema::map::Severity::Warning)
+            {
+                if !args.json {
+                    progress.suspend(|| eprintln!("{}", problem_line(m, p)));
+                }
+            }
+        }
+        let items: Vec<Item> = chunk
+            .into_iter()
+            .map(|m| {
+                let message = m.message();
+                Item {
+                    subject: m.subject.clone(),
+                    file: m.location.file.clone(),
+                    line: m.location.line,
+                    record: m.record.ok_or(message),
+                }
+            })
+            .collect();
+        let outcomes = store.import_batch(run, policy, &items, seq)?;
+        seq += items.len() as u64;
+        let (mut c, mut u, mut s, mut f) = (0, 0, 0, 0);
+        for (item, o) in items.iter().zip(&outcomes) {
+            match o.status {
+                Status::Created => c += 1,
+                Status::Updated => u += 1,
+                Status::Skipped => s += 1,
+                Status::Failed => {
+                    f += 1;
+                    if failed + f <= PRINTED_FAILURES && !args.json {
+                        progress.suspend(|| {
+                            eprintln!(
+                                "FAILED {} ({}:{}): {}",
+                                item.subject.as_deref().unwrap_or("(no Id)"),
+                                item.file,
+                                item.line,
+                                o.message.as_deref().unwrap_or("")
+                            )
+                        });
+                    }
+                }
+            }
+            if o.status != Status::Created {
+                if let Some(w) = report.as_mut() {
+                    w.write_record([
+                        item.subject.as_deref().unwrap_or(""),
+                        &item.file,
+                        &item.line.to_string(),
+                        o.status.as_str(),
+                        o.reason.map(|r| r.as_str()).unwrap_or(""),
+                        o.message.as_deref().unwrap_or(""),
+                    ])?;
+                }
+            }
+        }
+        created += c;
+        updated += u;
+        skipped += s;
+        failed += f;
+        progress.inc(items.len() as u64);
+        if log_batches {
+            eprintln!("Batch {batch_no}: created={c}, updated={u}, skipped={s}, failed={f}");
+        }
+        Ok(())
+    })?;
+    progress.finish_and_clear();
+    store.finish_run(run, "completed")?;
+    if let Some(mut w) = report {
+        w.flush()?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "target": args.target.display().to_string(),
+                "run": run.0,
+                "created": created, "updated": updated, "skipped": skipped, "failed": failed,
+                "elapsed_seconds": elapsed,
+            })
+        );
+    } else {
+        if failed > PRINTED_FAILURES {
+            eprintln!(
+                "… and {} more failures{}",
+                failed - PRINTED_FAILURES,
+                if args.report.is_some() {
+                    " (all in the report)"
+                } else {
+                    "; --report FILE.csv lists them all"
+                }
+            );
+        }
+        eprintln!("Import complete. Created: {created}, Updated: {updated}, Skipped: {skipped}, Failed: {failed} ({elapsed:.1}s)");
+    }
+    Ok(if failed > 0 {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}

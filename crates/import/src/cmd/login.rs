@@ -1,0 +1,212 @@
+//! `ferry-import login`: log in as an imported user, as the application will.
+
+use std::io::{BufRead as _, IsTerminal as _};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use ferry_store::login::{self, Verdict};
+use ferry_store::SqliteStore;
+
+use crate::ExitStatus;
+
+/// Log in as an imported user with the password they always had.
+///
+/// Reads the password from standard input: one line, without its line ending (no echo
+/// when standard input is a terminal). Finds the user by user name or e-mail,
+/// ignoring case as ASP.NET's lookup normaliser did (`ALICE` finds alice). Refuses a
+/// locked-out user (LockoutEnd in the future). Checks the password in constant time; on
+/// success with any algorithm but the preferred one, re-hashes it to `pbkdf2`
+/// (PBKDF2-HMAC-SHA512, 210,000 iterations), as User Management does on a first login.
+/// With --totp, also checks a code of the imported authenticator (RFC 6238: SHA-1, six
+/// digits, 30-second steps, two steps either side).
+///
+/// Examples:
+///
+///   $ echo 'alice-Passw0rd!' | ferry-import login --target users.db --user alice
+///   $ ferry-import login --target users.db --user ALICE@EXAMPLE.COM --totp 287082
+///
+/// Exit status: 0 logged in, 1 refused (no such user, wrong password, locked out, a
+/// wrong or missing two-factor code), 2 the check could not run.
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The store (a SQLite file written by `ferry-import load`).
+    #[arg(long)]
+    pub target: PathBuf,
+    /// The user name or e-mail address.
+    #[arg(long)]
+    pub user: String,
+    /// A code from the user's authenticator app.
+    #[arg(long, value_name = "CODE")]
+    pub totp: Option<String>,
+    /// Print one JSON summary object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The current time; `FERRY_NOW` (Unix seconds) overrides it, for tests of lockout and
+/// TOTP against fixed vectors.
+fn now() -> Result<DateTime<Utc>> {
+    match std::env::var("FERRY_NOW") {
+        Ok(s) => {
+            let secs: i64 = s.trim().parse().context("FERRY_NOW must be Unix seconds")?;
+            DateTime::from_timestamp(secs, 0).context("FERRY_NOW is out of range")
+        }
+        Err(_) => Ok(Utc::now()),
+    }
+}
+
+fn read_password() -> Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Ok(rpassword::prompt_password("password: ")?);
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    if line.ends_with('\n') {
+        line.pop();
+        if line.ends_with('\r') {
+            line.pop();
+        }
+    }
+    Ok(line)
+}
+
+struct Report<'a> {
+    args: &'a Args,
+    subject: Option<String>,
+}
+
+impl Report<'_> {
+    fn finish(&self, ok: bool, message: &str, rehashed: bool) -> ExitStatus {
+        if self.args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "user": self.args.user,
+                    "subject": self.subject,
+                    "ok": ok,
+                    "message": message,
+                    "rehashed": rehashed,
+                })
+            );
+        } else if ok {
+            eprintln!("{message}");
+        } else {
+            eprintln!("refused: {message}");
+        }
+        if ok {
+            ExitStatus::Success
+        } else {
+            ExitStatus::Failure
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitStatus> {
+    if !args.target.exists() {
+        bail!("`{}`: no such store", args.target.display());
+    }
+    let mut store = SqliteStore::open(&args.target)?;
+    let password = read_password()?;
+    let now = now()?;
+    let mut report = Report {
+        args: &args,
+        subject: None,
+    };
+    let users = store.find_for_login(&args.user)?;
+    let user = match users.as_slice() {
+        [] => {
+            // As much work as a real check, so that timing does not tell who exists.
+            let _ = login::verify(&password, &login::preferred_hash("x"));
+            return Ok(report.finish(false, &format!("no user named `{}`", args.user), false));
+        }
+        [one] => one.clone(),
+        many => {
+            return Ok(report.finish(
+                false,
+                &format!(
+                    "{} users have the e-mail address `{}`; log in with the user name",
+                    many.len(),
+                    args.user
+                ),
+                false,
+            ))
+        }
+    };
+    report.subject = Some(user.subject_id.clone());
+    if user.lockout_enabled {
+        if let Some(end) = &user.lockout_end {
+            if let Ok(end) = DateTime::parse_from_rfc3339(end) {
+                if end > now {
+                    return Ok(report.finish(
+                        false,
+                        &format!("locked out until {}", end.to_rfc3339()),
+                        false,
+                    ));
+                }
+            }
+        }
+    }
+    let Some(stored) = &user.password else {
+        return Ok(report.finish(
+            false,
+            "this user has no password (external login or passkey only)",
+            false,
+        ));
+    };
+    let verdict = login::verify(&password, stored);
+    if verdict == Verdict::Failed {
+        return Ok(report.finish(false, "wrong password", false));
+    }
+    let mut rehashed = false;
+    if verdict == Verdict::SuccessRehashNeeded {
+        store.set_password(user.id, &login::preferred_hash(&password))?;
+        rehashed = true;
+    }
+    let from = stored.algorithm.clone();
+    let second_factor = match (&args.totp, user.totp_devices.is_empty()) {
+        (Some(_), true) => {
+            return Ok(report.finish(
+                false,
+                "password verified, but this user has no authenticator for --totp",
+                rehashed,
+            ))
+        }
+        (Some(code), false) => {
+            let secs = u64::try_from(now.timestamp()).unwrap_or(0);
+            if !user
+                .totp_devices
+                .iter()
+                .any(|d| ferry_passwords::totp::verify(&d.key, code, secs))
+            {
+                return Ok(report.finish(
+                    false,
+                    "password verified, but the two-factor code is wrong",
+                    rehashed,
+                ));
+            }
+            " with a two-factor code"
+        }
+        (None, false) if user.two_factor_enabled => {
+            return Ok(report.finish(
+                false,
+                "password verified; this user has two-factor authentication: give --totp CODE",
+                rehashed,
+            ))
+        }
+        (None, _) => "",
+    };
+    let mut message = format!(
+        "logged in as `{}` (subject {}){second_factor}",
+        args.user, user.subject_id
+    );
+    if rehashed {
+        message.push_str(&format!("; password re-hashed from {from} to pbkdf2"));
+    }
+    Ok(report.finish(true, &message, rehashed))
+}

@@ -1,0 +1,7 @@
+//! One module per subcommand: its `Args` and its `run`.
+
+pub mod load;
+pub mod login;
+pub mod plan;
+pub mod seal;
+pub mod validate;

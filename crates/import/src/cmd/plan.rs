@@ -1,0 +1,186 @@
+//! `ferry-import plan`: the mapped import records, for a host that calls User
+//! Management's importer itself.
+
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use ferry_store::ImportRecord;
+use serde_json::{json, Value};
+
+use crate::pipeline::{self, problem_line, Options};
+use crate::{setup, ExitStatus};
+
+/// Write the mapped import records, one JSON object per line.
+///
+/// Each line is shaped like User Management's `UserImportRecord` (SubjectId,
+/// ProfileAttributes, Authenticators, Memberships), for a host that calls
+/// `IUserImporter.ImportAsync` itself. Passwords are `aspnet-identity` hashed password
+/// data with the blob as a parameter, exactly as the migration guide's
+/// `CreateImportData` makes it; recovery codes are plain text, since the importer
+/// hashes them. Records with errors are left out and reported like `validate` does.
+/// The files are owner-only: they hold hashes and 2FA secrets.
+///
+/// Writes DIR/plan-00000.ndjson (100,000 records per file) and DIR/roles.json.
+///
+/// Example:
+///
+///   $ ferry-import plan bundle/ --schema schemas/scim-user.json --out plan/
+///
+/// Exit status: 0 every record planned, 1 some records had errors, 2 it could not run.
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The bundle folder.
+    pub bundle: PathBuf,
+    /// The attribute schema file.
+    #[arg(long)]
+    pub schema: PathBuf,
+    /// The mapping file (default: the built-in default mapping).
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
+    /// The folder to write (created; must be empty if it exists).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+const PER_FILE: u64 = 100_000;
+
+fn private_file(path: &Path) -> Result<BufWriter<std::fs::File>> {
+    let mut o = OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(0o600);
+    }
+    Ok(BufWriter::new(o.open(path).with_context(|| {
+        format!("cannot create `{}`", path.display())
+    })?))
+}
+
+/// The record as User Management's `UserImportRecord` serialises.
+pub fn user_import_record(r: &ImportRecord) -> Value {
+    let list = |v: Vec<Value>| {
+        if v.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(v)
+        }
+    };
+    let password = r.password.as_ref().map(|p| {
+        json!({"HashedPasswordData": {
+            "AlgorithmId": p.algorithm,
+            "Hash": STANDARD.encode(&p.hash),
+            "Salt": STANDARD.encode(&p.salt),
+            "Parameters": p.parameters,
+        }})
+    });
+    let guid = |b: &[u8; 16]| {
+        format!(
+            "{}-{}-{}-{}-{}",
+            hex(&b[0..4]),
+            hex(&b[4..6]),
+            hex(&b[6..8]),
+            hex(&b[8..10]),
+            hex(&b[10..16])
+        )
+    };
+    json!({
+        "SubjectId": r.subject_id.as_str(),
+        "ProfileAttributes": if r.profile.is_empty() { Value::Null } else { Value::Object(r.profile.clone()) },
+        "Authenticators": {
+            "Password": password,
+            "OtpAddresses": list(r.otp_addresses.iter().map(|o| json!({"Channel": o.channel.as_str(), "Address": o.address})).collect()),
+            "ExternalAuthenticatorAddresses": list(r.external_logins.iter().map(|l| json!({"Name": l.provider, "Id": l.key})).collect()),
+            "Passkeys": list(r.passkeys.iter().map(|p| json!({
+                "CredentialId": STANDARD.encode(&p.credential_id),
+                "PublicKeyCose": STANDARD.encode(&p.public_key_cose),
+                "Algorithm": p.algorithm,
+                "SignCount": p.sign_count,
+                "BackupEligible": p.backup_eligible,
+                "BackedUp": p.backed_up,
+                "Aaguid": guid(&p.aaguid),
+                "Name": p.name,
+            })).collect()),
+            "TotpDevices": list(r.totp_devices.iter().map(|t| json!({"Name": t.name, "PlainBytesTotpKey": STANDARD.encode(&t.key)})).collect()),
+            "RecoveryCodes": list(r.recovery_codes.iter().map(|c| Value::String(c.clone())).collect()),
+        },
+        "Memberships": if r.roles.is_empty() { Value::Null } else {
+            json!({"DirectRoles": r.roles.iter().map(|x| x.as_str()).collect::<Vec<_>>()})
+        },
+    })
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub fn run(args: Args) -> Result<ExitStatus> {
+    let bundle = setup::bundle(&args.bundle)?;
+    setup::require_sealed(&bundle)?;
+    let mut mapper = setup::mapper(&args.schema, args.mapping.as_ref(), false)?;
+    if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
+        bail!("`{}` is not empty", args.out.display());
+    }
+    std::fs::create_dir_all(&args.out)?;
+    let (roles, role_problems) = setup::roles(&bundle, &mut mapper)?;
+    for p in &role_problems {
+        eprintln!("warning: {p}; its members are left out");
+    }
+    let mut roles_file = private_file(&args.out.join("roles.json"))?;
+    let roles_json: Vec<Value> = roles
+        .iter()
+        .map(|r| json!({"RoleId": r.id.as_str(), "Name": r.name, "Claims": r.claims}))
+        .collect();
+    serde_json::to_writer_pretty(&mut roles_file, &roles_json)?;
+    roles_file.flush()?;
+
+    let (mut planned, mut failed) = (0u64, 0u64);
+    let mut out: Option<BufWriter<std::fs::File>> = None;
+    let opts = Options {
+        hash_recovery_codes: None,
+        limit: None,
+    };
+    pipeline::run(&bundle, &mapper, &opts, &mut |chunk| {
+        for m in &chunk {
+            for p in &m.problems {
+                eprintln!("{}", problem_line(m, p));
+            }
+            let Some(r) = &m.record else {
+                failed += 1;
+                continue;
+            };
+            if planned % PER_FILE == 0 {
+                if let Some(mut w) = out.take() {
+                    w.flush()?;
+                }
+                out = Some(private_file(
+                    &args
+                        .out
+                        .join(format!("plan-{:05}.ndjson", planned / PER_FILE)),
+                )?);
+            }
+            let w = out.as_mut().expect("open");
+            serde_json::to_writer(&mut *w, &user_import_record(r))?;
+            w.write_all(b"\n")?;
+            planned += 1;
+        }
+        Ok(())
+    })?;
+    if let Some(mut w) = out {
+        w.flush()?;
+    }
+    eprintln!(
+        "planned {planned} records into `{}`; {failed} left out with errors",
+        args.out.display()
+    );
+    Ok(if failed > 0 {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}

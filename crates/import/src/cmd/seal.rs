@@ -1,0 +1,122 @@
+//! `ferry-import seal`: accept hand edits.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use ferry_bundle::census::{CensusBuilder, HashStatus};
+use ferry_bundle::manifest::{Counts, Edit, EditedFile};
+use ferry_bundle::read::hash_file;
+use ferry_bundle::{RoleRecord, UserRecord};
+
+use crate::{setup, ExitStatus};
+
+/// Accept hand edits: re-checksum the bundle and log the edit in its manifest.
+///
+/// Every line of every part must still be a valid record (a line that is not is
+/// reported with its file, line and field, and nothing is sealed). The counts and the
+/// password census are recomputed; each changed file is logged under `edits` with its
+/// record counts and checksums before and after.
+///
+/// Example:
+///
+///   $ vi bundle/users-00000.ndjson        # fix a duplicate e-mail, drop a user, …
+///   $ ferry-import seal bundle/
+///
+/// Exit status: 0 sealed (or nothing to seal), 1 a line is not a valid record, 2 the
+/// bundle could not be read or written.
+#[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The bundle folder.
+    pub bundle: PathBuf,
+}
+
+pub fn run(args: Args) -> Result<ExitStatus> {
+    let bundle = setup::bundle(&args.bundle)?;
+    let mut manifest = bundle.manifest().clone();
+    let mut broken = 0u64;
+    let mut counts = Counts {
+        orphans: manifest.counts.orphans.clone(),
+        ..Counts::default()
+    };
+    let mut census = CensusBuilder::default();
+    let mut records: BTreeMap<String, u64> = BTreeMap::new();
+    for item in bundle.users()? {
+        let (loc, record) = item?;
+        *records.entry(loc.file.clone()).or_default() += 1;
+        match record {
+            Ok(u) => add_user(&mut counts, &mut census, &u),
+            Err(e) => {
+                eprintln!("{loc}: {e}");
+                broken += 1;
+            }
+        }
+    }
+    for item in bundle.roles()? {
+        let (loc, record) = item?;
+        *records.entry(loc.file.clone()).or_default() += 1;
+        match record {
+            Ok(r) => add_role(&mut counts, &r),
+            Err(e) => {
+                eprintln!("{loc}: {e}");
+                broken += 1;
+            }
+        }
+    }
+    if broken > 0 {
+        eprintln!("not sealed: {broken} lines are not valid records; fix them and seal again");
+        return Ok(ExitStatus::Failure);
+    }
+    let mut changed = Vec::new();
+    for part in manifest.parts.iter_mut() {
+        let (bytes, sha256, _) = hash_file(&bundle.dir().join(&part.file))?;
+        let after = records.get(&part.file).copied().unwrap_or(0);
+        if sha256 != part.sha256 || bytes != part.bytes {
+            changed.push(EditedFile {
+                file: part.file.clone(),
+                records_before: part.records,
+                records_after: after,
+                sha256_before: part.sha256.clone(),
+                sha256_after: sha256.clone(),
+            });
+            part.sha256 = sha256;
+            part.bytes = bytes;
+            part.records = after;
+        }
+    }
+    if changed.is_empty() {
+        eprintln!("nothing to seal: every file matches the manifest");
+        return Ok(ExitStatus::Success);
+    }
+    manifest.counts = counts;
+    manifest.password_hashes = census.finish();
+    manifest.edits.push(Edit {
+        sealed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        tool: format!("ferry-import {}", env!("CARGO_PKG_VERSION")),
+        files: changed.clone(),
+    });
+    manifest.write(bundle.dir())?;
+    for f in &changed {
+        eprintln!(
+            "sealed {}: {} records (was {})",
+            f.file, f.records_after, f.records_before
+        );
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn add_user(counts: &mut Counts, census: &mut CensusBuilder, u: &UserRecord) {
+    counts.users += 1;
+    counts.claims += u.claims.len() as u64;
+    counts.logins += u.logins.len() as u64;
+    counts.tokens += u.tokens.len() as u64;
+    counts.user_roles += u.roles.len() as u64;
+    counts.passkeys += u.passkeys.len() as u64;
+    census.add(&HashStatus::of(u.password_hash.as_deref()));
+}
+
+fn add_role(counts: &mut Counts, r: &RoleRecord) {
+    counts.roles += 1;
+    counts.role_claims += r.claims.len() as u64;
+}

@@ -1,0 +1,154 @@
+//! The record pipeline shared by validate, load and plan: a reader thread parses lines,
+//! a mapping thread maps chunks in parallel (rayon), and the caller consumes mapped
+//! chunks in bundle order. Channels are bounded, so memory stays flat.
+
+use std::sync::mpsc::sync_channel;
+
+use anyhow::Result;
+use ferry_bundle::read::RecordError;
+use ferry_bundle::{BundleReader, Location, UserRecord};
+use ferry_schema::map::Severity;
+use ferry_schema::{Mapper, Problem};
+use ferry_store::ImportRecord;
+use rayon::prelude::*;
+
+/// Records per chunk.
+pub const CHUNK: usize = 1000;
+
+/// One record after mapping.
+pub struct Mapped {
+    /// Where it is in the bundle.
+    pub location: Location,
+    /// Its `Id`, when it has one.
+    pub subject: Option<String>,
+    /// The import record, when no problem is an error.
+    pub record: Option<ImportRecord>,
+    /// Every problem found.
+    pub problems: Vec<Problem>,
+}
+
+impl Mapped {
+    /// Whether any problem is an error.
+    pub fn failed(&self) -> bool {
+        self.problems.iter().any(|p| p.severity == Severity::Error)
+    }
+
+    /// The problems as one message (for the store's result row).
+    pub fn message(&self) -> String {
+        self.problems
+            .iter()
+            .filter(|p| p.severity == Severity::Error)
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+type Raw = (Location, Result<UserRecord, RecordError>);
+
+/// Options of a pipeline run.
+pub struct Options {
+    /// Hash recovery codes with this many iterations (load).
+    pub hash_recovery_codes: Option<u32>,
+    /// Stop after this many records.
+    pub limit: Option<u64>,
+}
+
+/// Streams every user of `bundle` through `mapper` into `sink`, a chunk at a time.
+pub fn run(
+    bundle: &BundleReader,
+    mapper: &Mapper,
+    opts: &Options,
+    sink: &mut dyn FnMut(Vec<Mapped>) -> Result<()>,
+) -> Result<()> {
+    let (raw_tx, raw_rx) = sync_channel::<Result<Vec<Raw>>>(4);
+    let (mapped_tx, mapped_rx) = sync_channel::<Result<Vec<Mapped>>>(4);
+    let records = bundle.users()?;
+    let limit = opts.limit.unwrap_or(u64::MAX);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            for (n, item) in records.enumerate() {
+                if n as u64 >= limit {
+                    break;
+                }
+                match item {
+                    Ok(raw) => chunk.push(raw),
+                    Err(e) => {
+                        let _ = raw_tx.send(Err(e.into()));
+                        return;
+                    }
+                }
+                if chunk.len() == CHUNK
+                    && raw_tx
+                        .send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))))
+                        .is_err()
+                {
+                    return;
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = raw_tx.send(Ok(chunk));
+            }
+        });
+        scope.spawn(move || {
+            for chunk in raw_rx {
+                let mapped = chunk.map(|c| {
+                    c.into_par_iter()
+                        .map(|raw| map_one(mapper, opts, raw))
+                        .collect()
+                });
+                if mapped_tx.send(mapped).is_err() {
+                    return;
+                }
+            }
+        });
+        for chunk in mapped_rx {
+            sink(chunk?)?;
+        }
+        Ok(())
+    })
+}
+
+fn map_one(mapper: &Mapper, opts: &Options, (location, parsed): Raw) -> Mapped {
+    match parsed {
+        Err(e) => Mapped {
+            location,
+            subject: e.subject.clone(),
+            record: None,
+            problems: vec![Problem {
+                field: if e.field.is_empty() {
+                    "(record)".into()
+                } else {
+                    e.field
+                },
+                message: e.message,
+                severity: Severity::Error,
+            }],
+        },
+        Ok(user) => {
+            let (mut record, problems) = mapper.map(&user);
+            if let (Some(iterations), Some(r)) = (opts.hash_recovery_codes, record.as_mut()) {
+                ferry_store::hash_recovery_codes(r, iterations);
+            }
+            Mapped {
+                location,
+                subject: Some(user.id.0.clone()),
+                record,
+                problems,
+            }
+        }
+    }
+}
+
+/// Formats a problem as `file:LINE: subject: field: message` (warnings prefixed).
+pub fn problem_line(m: &Mapped, p: &Problem) -> String {
+    let subject = m.subject.as_deref().unwrap_or("(no Id)");
+    match p.severity {
+        Severity::Error => format!("{}: {subject}: {}: {}", m.location, p.field, p.message),
+        Severity::Warning => format!(
+            "warning: {}: {subject}: {}: {}",
+            m.location, p.field, p.message
+        ),
+    }
+}

@@ -70,6 +70,40 @@ pub fn run(name: &str, args: &[&str]) -> Run {
         .into()
 }
 
+/// Runs a binary with arguments, standard input and extra environment variables.
+pub fn run_with(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Run {
+    use std::io::Write as _;
+    let mut cmd = command(name);
+    cmd.args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().expect("binary ends").into()
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The path of a shipped schema file, as an argument.
+pub fn schema(name: &str) -> String {
+    root().join("schemas").join(name).display().to_string()
+}
+
 /// A temporary folder for one test.
 pub struct Workdir {
     dir: tempfile::TempDir,

@@ -1,0 +1,637 @@
+//! End-to-end tests of `ferry-import`: bundles exported from generated Identity
+//! databases are validated, loaded into a store and logged into, through the binaries.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ferry_e2e::{run, run_with, schema, Run, Workdir};
+use ferry_fixtures::Generation;
+use rusqlite::Connection;
+
+const SCIM: &str = "scim-user.json";
+
+fn vectors() -> serde_json::Value {
+    let text = std::fs::read_to_string(
+        ferry_e2e::root().join("../shared/reference/aspnet-hash-vectors.json"),
+    )
+    .expect("the shared reference vectors");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn load(w: &Workdir, extra: &[&str]) -> Run {
+    let bundle = w.arg("bundle");
+    let target = w.arg("users.db");
+    let s = schema(SCIM);
+    let mut args = vec![
+        "load",
+        bundle.as_str(),
+        "--schema",
+        s.as_str(),
+        "--target",
+        target.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    run("ferry-import", &args)
+}
+
+fn login(w: &Workdir, user: &str, password: &str, extra: &[&str], env: &[(&str, &str)]) -> Run {
+    let target = w.arg("users.db");
+    let mut args = vec!["login", "--target", target.as_str(), "--user", user];
+    args.extend_from_slice(extra);
+    run_with("ferry-import", &args, &format!("{password}\n"), env)
+}
+
+fn store(w: &Workdir) -> Connection {
+    Connection::open(w.path("users.db")).unwrap()
+}
+
+fn algorithm_of(w: &Workdir, user: &str) -> String {
+    store(w)
+        .query_row(
+            "SELECT p.algorithm FROM passwords p JOIN users u ON u.id = p.user_id WHERE u.user_name = ?1",
+            [user],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// A fixture where bulk users `vector-N` carry the given hashes, without 2FA or lockout.
+fn fixture_with_hashes(w: &Workdir, hashes: &[String]) {
+    let db = w.fixture(
+        "app.db",
+        Generation::CoreV3,
+        40 + hashes.len() as u64,
+        false,
+    );
+    let conn = Connection::open(&db).unwrap();
+    let ids: Vec<String> = conn
+        .prepare(r#"SELECT "Id" FROM "AspNetUsers" ORDER BY rowid LIMIT -1 OFFSET 12"#)
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for (i, hash) in hashes.iter().enumerate() {
+        // A user of its own: no 2FA, no lockout, a unique e-mail, no memberships.
+        conn.execute(
+            r#"UPDATE "AspNetUsers" SET "PasswordHash" = ?1, "UserName" = ?2, "NormalizedUserName" = upper(?2),
+               "Email" = ?2 || '@example.com', "NormalizedEmail" = upper(?2 || '@example.com'),
+               "TwoFactorEnabled" = 0, "LockoutEnd" = NULL WHERE "Id" = ?3"#,
+            (hash, format!("vector-{i}"), &ids[i]),
+        )
+        .unwrap();
+        conn.execute(
+            r#"DELETE FROM "AspNetUserRoles" WHERE "UserId" = ?1"#,
+            [&ids[i]],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    w.export(&db, "bundle");
+}
+
+#[test]
+fn every_public_vector_logs_in_then_is_rehashed_to_pbkdf2() {
+    let v = vectors();
+    let mut cases: Vec<(String, String, bool)> = Vec::new();
+    let password = v["password"].as_str().unwrap();
+    for c in v["verifies"].as_array().unwrap() {
+        cases.push((c["hash"].as_str().unwrap().into(), password.into(), true));
+    }
+    for c in v["never_verifies"].as_array().unwrap() {
+        cases.push((c["hash"].as_str().unwrap().into(), password.into(), false));
+    }
+    for c in v["more"].as_array().unwrap() {
+        cases.push((
+            c["hash"].as_str().unwrap().into(),
+            c["password"].as_str().unwrap().into(),
+            c["verifies"].as_bool().unwrap(),
+        ));
+    }
+    let w = Workdir::new();
+    let hashes: Vec<String> = cases.iter().map(|c| c.0.clone()).collect();
+    fixture_with_hashes(&w, &hashes);
+    let r = load(&w, &[]);
+    assert!(r.stderr.contains("Import complete."), "{}", r.stderr);
+
+    for (i, (hash, password, verifies)) in cases.iter().enumerate() {
+        let user = format!("vector-{i}");
+        let r = login(&w, &user, password, &[], &[]);
+        if *verifies {
+            assert_eq!(r.code, 0, "{hash} should log in: {}", r.stderr);
+            assert!(
+                r.stderr
+                    .contains("password re-hashed from aspnet-identity to pbkdf2"),
+                "{}",
+                r.stderr
+            );
+            assert_eq!(algorithm_of(&w, &user), "pbkdf2");
+            // The second login checks the new pbkdf2 hash, and re-hashes nothing.
+            let again = login(&w, &user, password, &[], &[]).expect_code(0);
+            assert!(!again.stderr.contains("re-hashed"), "{}", again.stderr);
+            login(&w, &user, "not the password", &[], &[]).expect_code(1);
+        } else {
+            let r = r.expect_code(1);
+            assert!(r.stderr.contains("wrong password"), "{}", r.stderr);
+            assert_eq!(
+                algorithm_of(&w, &user),
+                "aspnet-identity",
+                "a failed login changes nothing"
+            );
+        }
+    }
+}
+
+#[test]
+fn login_finds_users_ignoring_case_refuses_lockouts_and_checks_totp_vectors() {
+    let w = Workdir::new();
+    let db = w.fixture("app.db", Generation::CoreV3, 30, false);
+    w.export(&db, "bundle");
+    load(&w, &[]);
+    // bob: V3 SHA256 10,000, found by user name or e-mail in any case.
+    login(&w, "BOB", "bob-Passw0rd!", &[], &[]).expect_code(0);
+    login(&w, "Bob@Example.COM", "bob-Passw0rd!", &[], &[]).expect_code(0);
+    // carol: V2.
+    login(&w, "carol", "carol-Passw0rd!", &[], &[]).expect_code(0);
+    // A password line ending in CRLF is the same password.
+    let r = run_with(
+        "ferry-import",
+        &["login", "--target", &w.arg("users.db"), "--user", "erin"],
+        "erin-Passw0rd!\r\n",
+        &[],
+    );
+    r.expect_code(0);
+    // ivan is locked out until 2099.
+    let r = login(&w, "ivan", "ivan-Passw0rd!", &[], &[]).expect_code(1);
+    assert!(
+        r.stderr.contains("locked out until 2099-01-01"),
+        "{}",
+        r.stderr
+    );
+    // grace and heidi have malformed hashes: they can never log in.
+    login(&w, "grace", "grace-Passw0rd!", &[], &[]).expect_code(1);
+    login(&w, "heidi", "heidi-Passw0rd!", &[], &[]).expect_code(1);
+    // frank has no password at all.
+    let r = login(&w, "frank", "anything", &[], &[]).expect_code(1);
+    assert!(r.stderr.contains("no password"), "{}", r.stderr);
+    login(&w, "nobody", "x", &[], &[]).expect_code(1);
+
+    // alice has 2FA with the RFC 6238 key: every published code passes at its time.
+    let v = vectors();
+    for (time, code) in v["totp_rfc6238_sha1"]["codes"].as_object().unwrap() {
+        let code = code.as_str().unwrap();
+        let r = login(
+            &w,
+            "alice",
+            "alice-Passw0rd!",
+            &["--totp", code],
+            &[("FERRY_NOW", time)],
+        );
+        assert_eq!(r.code, 0, "code {code} at {time}: {}", r.stderr);
+    }
+    let r = login(
+        &w,
+        "alice",
+        "alice-Passw0rd!",
+        &["--totp", "000000"],
+        &[("FERRY_NOW", "59")],
+    )
+    .expect_code(1);
+    assert!(
+        r.stderr.contains("two-factor code is wrong"),
+        "{}",
+        r.stderr
+    );
+    let r = login(&w, "alice", "alice-Passw0rd!", &[], &[]).expect_code(1);
+    assert!(r.stderr.contains("give --totp"), "{}", r.stderr);
+}
+
+fn table_dump(conn: &Connection) -> BTreeMap<String, Vec<String>> {
+    let tables = [
+        "users",
+        "unique_keys",
+        "passwords",
+        "otp_addresses",
+        "external_logins",
+        "passkeys",
+        "totp_devices",
+        "recovery_codes",
+        "memberships",
+        "roles",
+    ];
+    tables
+        .iter()
+        .map(|t| {
+            let mut stmt = conn
+                .prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2"))
+                .unwrap();
+            let n = stmt.column_count();
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((0..n)
+                        .map(|i| format!("{:?}", r.get::<_, rusqlite::types::Value>(i).unwrap()))
+                        .collect::<Vec<_>>()
+                        .join("|"))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            (t.to_string(), rows)
+        })
+        .collect()
+}
+
+#[test]
+fn a_second_load_skips_everything_and_overwrite_updates() {
+    let w = Workdir::new();
+    let db = w.fixture("app.db", Generation::CoreV3, 60, false);
+    w.export(&db, "bundle");
+    let first = load(&w, &["--json"]);
+    let first: serde_json::Value = serde_json::from_str(first.stdout.trim()).unwrap();
+    let created = first["created"].as_u64().unwrap();
+    let failed = first["failed"].as_u64().unwrap();
+    assert!(created >= 55, "{first}");
+    assert_eq!(created + failed, 60);
+    let before = table_dump(&store(&w));
+
+    let second = load(&w, &["--json"]);
+    let second: serde_json::Value = serde_json::from_str(second.stdout.trim()).unwrap();
+    assert_eq!(second["created"], 0);
+    assert_eq!(
+        second["skipped"].as_u64().unwrap(),
+        created,
+        "every loaded record is Skipped"
+    );
+    assert_eq!(
+        second["failed"].as_u64().unwrap(),
+        failed,
+        "the same records fail again"
+    );
+    assert_eq!(table_dump(&store(&w)), before, "a re-run changes nothing");
+
+    let third = load(&w, &["--on-conflict", "overwrite", "--json"]);
+    let third: serde_json::Value = serde_json::from_str(third.stdout.trim()).unwrap();
+    assert_eq!(third["updated"].as_u64().unwrap(), created);
+    assert_eq!(third["created"], 0);
+    let runs: i64 = store(&w)
+        .query_row(
+            "SELECT COUNT(*) FROM import_runs WHERE status = 'completed'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(runs, 3);
+}
+
+fn edit_line(
+    path: &Path,
+    pick: impl Fn(&serde_json::Value) -> bool,
+    edit: impl Fn(&mut serde_json::Value),
+) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = String::new();
+    let mut edited = 0;
+    for line in text.lines() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if pick(&v) {
+            edit(&mut v);
+            edited += 1;
+        }
+        out.push_str(&serde_json::to_string(&v).unwrap());
+        out.push('\n');
+    }
+    assert_eq!(edited, 1);
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn a_hand_edited_duplicate_user_name_fails_only_that_record_naming_the_other() {
+    let w = Workdir::new();
+    let db = w.fixture("app.db", Generation::CoreV2, 40, false);
+    w.export(&db, "bundle");
+    let part = w.path("bundle/users-00000.ndjson");
+    let id_of = |name: &str| {
+        std::fs::read_to_string(&part)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|v| v["UserName"] == name)
+            .unwrap()["Id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (alice_id, bob_id) = (id_of("alice"), id_of("bob"));
+    edit_line(
+        &part,
+        |v| v["UserName"] == "bob",
+        |v| v["UserName"] = "Alice".into(),
+    );
+
+    // Unsealed edits are refused.
+    let r = load(&w, &[]).expect_code(2);
+    assert!(r.stderr.contains("ferry-import seal"), "{}", r.stderr);
+    let r = run("ferry-import", &["seal", &w.arg("bundle")]).expect_code(0);
+    assert!(
+        r.stderr.contains("sealed users-00000.ndjson: 40 records"),
+        "{}",
+        r.stderr
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.path("bundle/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["edits"].as_array().unwrap().len(), 1);
+
+    // Whichever of the two comes later in the file is the duplicate; it names the other.
+    let named_pair =
+        |line: &str| (line.contains(&alice_id) && line.contains(&bob_id)).then_some(());
+    let r = run(
+        "ferry-import",
+        &["validate", &w.arg("bundle"), "--schema", &schema(SCIM)],
+    )
+    .expect_code(1);
+    let dup: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("(ignoring case) is also used by subject"))
+        .collect();
+    assert_eq!(dup.len(), 1, "{}", r.stderr);
+    assert!(
+        dup[0].starts_with("users-00000.ndjson:") && dup[0].contains(": UserName: user name '"),
+        "{}",
+        dup[0]
+    );
+    assert!(named_pair(dup[0]).is_some(), "{}", dup[0]);
+
+    let report = w.arg("report.csv");
+    load(&w, &["--report", &report]).expect_code(1);
+    let mut reader = csv::Reader::from_path(&report).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let dup_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r[5].starts_with("user name "))
+        .collect();
+    assert_eq!(dup_rows.len(), 1, "only that record fails for it: {rows:?}");
+    assert_eq!(&dup_rows[0][3], "Failed");
+    assert_eq!(&dup_rows[0][4], "ProfileUniqueKeyConflict");
+    let other = if &dup_rows[0][0] == alice_id.as_str() {
+        &bob_id
+    } else {
+        &alice_id
+    };
+    assert!(
+        dup_rows[0][5].contains(other.as_str()),
+        "names the other subject: {:?}",
+        dup_rows[0]
+    );
+    // Everyone else is there.
+    let users: i64 = store(&w)
+        .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        users as usize,
+        40 - rows.iter().filter(|r| &r[3] == "Failed").count()
+    );
+}
+
+#[test]
+fn roles_come_first_and_a_role_name_that_cannot_be_a_role_id_fails_its_members() {
+    let w = Workdir::new();
+    let db = w.fixture("app.db", Generation::CoreV3, 200, false);
+    w.export(&db, "bundle");
+    let report = w.arg("report.csv");
+    let r = load(&w, &["--report", &report]).expect_code(1);
+    assert!(r.stderr.contains("role 'Billing Manager'"), "{}", r.stderr);
+    let roles: Vec<String> = store(&w)
+        .prepare("SELECT id FROM roles ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(roles, ["Admin", "Auditors", "Editor", "Support", "Viewer"]);
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(text.contains("role 'Billing Manager'"), "{text}");
+    let alice_role: String = store(&w)
+        .query_row(
+            "SELECT m.role_id FROM memberships m JOIN users u ON u.id = m.user_id WHERE u.user_name = 'alice'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(alice_role, "Admin");
+}
+
+#[test]
+fn a_killed_load_then_a_rerun_has_every_record_exactly_once() {
+    let w = Workdir::new();
+    let db = w.fixture("app.db", Generation::CoreV3, 6000, false);
+    w.export(&db, "bundle");
+    let mut child = ferry_e2e::command("ferry-import")
+        .args([
+            "load",
+            &w.arg("bundle"),
+            "--schema",
+            &schema(SCIM),
+            "--target",
+            &w.arg("users.db"),
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as the first batch is in.
+    let started = std::time::Instant::now();
+    loop {
+        let done: i64 = Connection::open(w.path("users.db"))
+            .ok()
+            .and_then(|c| {
+                c.query_row("SELECT COUNT(*) FROM import_results", [], |r| r.get(0))
+                    .ok()
+            })
+            .unwrap_or(0);
+        if done > 0 || started.elapsed().as_secs() > 60 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let r = load(&w, &["--json"]);
+    let summary: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let conn = store(&w);
+    let users: i64 = conn
+        .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
+        .unwrap();
+    let distinct: i64 = conn
+        .query_row("SELECT COUNT(DISTINCT subject_id) FROM users", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(users, distinct);
+    assert_eq!(
+        users as u64 + summary["failed"].as_u64().unwrap(),
+        6000,
+        "{summary}"
+    );
+    assert_eq!(
+        summary["created"].as_u64().unwrap() + summary["skipped"].as_u64().unwrap(),
+        users as u64
+    );
+    let interrupted: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM import_runs WHERE status = 'interrupted'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(interrupted, 1, "the killed run is marked interrupted");
+}
+
+#[test]
+fn bad_schema_and_mapping_files_are_rejected_with_the_path_of_the_fault() {
+    let w = Workdir::new();
+    let db = w.fixture("app.db", Generation::CoreV3, 5, false);
+    w.export(&db, "bundle");
+    std::fs::write(
+        w.path("bad.json"),
+        r#"{"attributes":[{"code":"userName","type":"string","unique":true},{"code":"age","type":"int"}]}"#,
+    )
+    .unwrap();
+    let r = run(
+        "ferry-import",
+        &["validate", &w.arg("bundle"), "--schema", &w.arg("bad.json")],
+    )
+    .expect_code(2);
+    assert!(
+        r.stderr.contains("attributes[1].type: unknown type `int`"),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(
+        w.path("map.json"),
+        r#"{"rules":[{"from":"claim:given_name","to":"userName.first"}]}"#,
+    )
+    .unwrap();
+    let r = run(
+        "ferry-import",
+        &[
+            "validate",
+            &w.arg("bundle"),
+            "--schema",
+            &schema(SCIM),
+            "--mapping",
+            &w.arg("map.json"),
+        ],
+    )
+    .expect_code(2);
+    assert!(
+        r.stderr.contains("rules[0]: `userName.first`"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn mapping_targets_the_schema_lacks_are_reported_once() {
+    let w = Workdir::new();
+    let db = w.fixture("app.db", Generation::CoreV3, 30, false);
+    w.export(&db, "bundle");
+    std::fs::write(
+        w.path("small.json"),
+        r#"{"attributes":[{"code":"userName","type":"string","unique":true},{"code":"active","type":"boolean"}]}"#,
+    )
+    .unwrap();
+    let r = run(
+        "ferry-import",
+        &[
+            "validate",
+            &w.arg("bundle"),
+            "--schema",
+            &w.arg("small.json"),
+        ],
+    );
+    assert_eq!(
+        r.stderr.matches("the schema has no attribute for").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("addresses[0].streetAddress (from claim street_address)"),
+        "{}",
+        r.stderr
+    );
+    // With the OIDC mapping everything has a home.
+    let r = run(
+        "ferry-import",
+        &[
+            "validate",
+            &w.arg("bundle"),
+            "--schema",
+            &schema("oidc-standard.json"),
+            "--mapping",
+            &schema("mapping.oidc.json"),
+        ],
+    );
+    assert!(
+        !r.stderr.contains("the schema has no attribute"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn plan_writes_user_import_records() {
+    let w = Workdir::new();
+    let db = w.fixture("app.db", Generation::CoreV3, 30, false);
+    w.export(&db, "bundle");
+    run(
+        "ferry-import",
+        &[
+            "plan",
+            &w.arg("bundle"),
+            "--schema",
+            &schema(SCIM),
+            "--out",
+            &w.arg("plan"),
+        ],
+    );
+    let text = std::fs::read_to_string(w.path("plan/plan-00000.ndjson")).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(records.len() >= 28);
+    let alice = records
+        .iter()
+        .find(|r| r["ProfileAttributes"]["userName"] == "alice")
+        .unwrap();
+    let pw = &alice["Authenticators"]["Password"]["HashedPasswordData"];
+    assert_eq!(pw["AlgorithmId"], "aspnet-identity");
+    assert!(pw["Parameters"]["blob"]
+        .as_str()
+        .unwrap()
+        .starts_with("AQAAAAIAAYag"));
+    assert_eq!(alice["Authenticators"]["TotpDevices"][0]["Name"], "Default");
+    assert_eq!(
+        alice["Authenticators"]["RecoveryCodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
+    assert_eq!(alice["Memberships"]["DirectRoles"][0], "Admin");
+    let dave = records
+        .iter()
+        .find(|r| r["ProfileAttributes"]["userName"] == "dave")
+        .unwrap();
+    assert_eq!(dave["Authenticators"]["Passkeys"][0]["Algorithm"], -7);
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(w.path("plan/plan-00000.ndjson"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}

@@ -148,6 +148,7 @@ impl Workdir {
             snake_case,
             custom_columns: true,
             seed: 7,
+            two_factor_percent: 10,
         };
         generate(&path, &opts, None).expect("fixture");
         path
@@ -185,6 +186,7 @@ pub fn fixture_with(path: &Path, generation: Generation, users: u64, seed: u64) 
         snake_case: false,
         custom_columns: true,
         seed,
+        two_factor_percent: 10,
     };
     generate(path, &opts, None).expect("fixture");
 }

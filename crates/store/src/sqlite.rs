@@ -1,10 +1,9 @@
 //! The embedded store: one SQLite file.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{
-    params, Connection, ErrorCode, OptionalExtension as _, Savepoint, TransactionBehavior,
-};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension as _, TransactionBehavior};
 use serde_json::{Map, Value};
 
 use crate::import::{Item, Outcome, Policy, Reason, Status};
@@ -80,7 +79,7 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 }
 
 /// Runs an insert; a constraint violation becomes `Ok(false)`.
-fn try_insert(sp: &Savepoint<'_>, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<bool> {
+fn try_insert(sp: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<bool> {
     match sp.prepare_cached(sql)?.execute(p) {
         Ok(_) => Ok(true),
         Err(e) if is_constraint(&e) => Ok(false),
@@ -88,7 +87,7 @@ fn try_insert(sp: &Savepoint<'_>, sql: &str, p: impl rusqlite::Params) -> rusqli
     }
 }
 
-fn subject_of(sp: &Savepoint<'_>, user_id: Option<i64>) -> rusqlite::Result<String> {
+fn subject_of(sp: &Connection, user_id: Option<i64>) -> rusqlite::Result<String> {
     let Some(id) = user_id else {
         return Ok("?".into());
     };
@@ -98,7 +97,7 @@ fn subject_of(sp: &Savepoint<'_>, user_id: Option<i64>) -> rusqlite::Result<Stri
         .map(|s| s.unwrap_or_else(|| "?".into()))
 }
 
-fn owner(sp: &Savepoint<'_>, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<Option<i64>> {
+fn owner(sp: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<Option<i64>> {
     sp.prepare_cached(sql)?
         .query_row(p, |r| r.get(0))
         .optional()
@@ -122,13 +121,18 @@ impl SqliteStore {
             }
         }
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+            // A fixed page cache (128 MiB) holds the dirty index pages of a large batch, so
+            // each is written once per commit rather than spilled and rewritten.
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000; PRAGMA cache_size = -131072; PRAGMA temp_store = MEMORY;",
         )
         .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::NotADatabase => Error::Open {
-                path: path.into(),
-                message: "not a SQLite database (is this the store file?)".into(),
-            },
+            rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::NotADatabase => {
+                Error::Open {
+                    path: path.into(),
+                    message: "not a SQLite database (is this the store file?)".into(),
+                }
+            }
             e => open_err(e),
         })?;
         conn.set_prepared_statement_cache_capacity(64);
@@ -289,30 +293,58 @@ impl SqliteStore {
         items: &[Item],
         seq: u64,
     ) -> Result<Vec<Outcome>, Error> {
-        let mut tx = self
+        // Foreign keys are enforced by construction on this path (children are written
+        // with the id of the user just inserted; roles are checked against `roles`), so
+        // SQLite's per-row checks are switched off for the batch and on again after it.
+        self.conn.pragma_update(None, "foreign_keys", false)?;
+        let result = self.write_batch(run, policy, items, seq);
+        self.conn.pragma_update(None, "foreign_keys", true)?;
+        result
+    }
+
+    fn write_batch(
+        &mut self,
+        run: RunId,
+        policy: Policy,
+        items: &[Item],
+        seq: u64,
+    ) -> Result<Vec<Outcome>, Error> {
+        let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let stamp = now();
+        let roles: HashSet<String> = tx
+            .prepare_cached("SELECT id FROM roles")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
         let mut outcomes = Vec::with_capacity(items.len());
-        for (k, item) in items.iter().enumerate() {
-            let outcome = match &item.record {
-                Err(message) => Outcome::failed(Reason::Invalid, message.clone()),
-                Ok(record) => import_one(&mut tx, record, policy, &stamp)?,
-            };
-            tx.prepare_cached(
-                "INSERT INTO import_results (run_id, seq, subject_id, file, line, status, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                run.0,
-                (seq + k as u64) as i64,
-                item.subject,
-                item.file,
-                item.line as i64,
-                outcome.status.as_str(),
-                outcome.reason.map(Reason::as_str),
-                outcome.message
-            ])?;
-            outcomes.push(outcome);
+        {
+            let mut st = Stmts::prepare(&tx)?;
+            for (k, item) in items.iter().enumerate() {
+                let outcome = match &item.record {
+                    Err(message) => Outcome::failed(Reason::Invalid, message.clone()),
+                    Ok(record) => match insert_fresh(&mut st, record, &stamp, &roles)? {
+                        Fresh::Done(outcome) => outcome,
+                        Fresh::Exists(_) if policy == Policy::Skip => Outcome {
+                            status: Status::Skipped,
+                            reason: Some(Reason::ProfileAlreadyExists),
+                            message: Some(format!("subject {} already exists", record.subject_id)),
+                        },
+                        Fresh::Exists(user_id) => overwrite(&tx, user_id, record, &stamp, &roles)?,
+                    },
+                };
+                st.insert_result.execute(params![
+                    run.0,
+                    (seq + k as u64) as i64,
+                    item.subject,
+                    item.file,
+                    item.line as i64,
+                    outcome.status.as_str(),
+                    outcome.reason.map(Reason::as_str),
+                    outcome.message
+                ])?;
+                outcomes.push(outcome);
+            }
         }
         tx.commit()?;
         Ok(outcomes)
@@ -391,7 +423,7 @@ impl SqliteStore {
                 password.algorithm,
                 password.hash,
                 password.salt,
-                Value::Object(password.parameters.clone()).to_string(),
+                serde_json::to_string(&password.parameters).expect("a JSON map serialises"),
                 now()
             ],
         )?;
@@ -441,10 +473,7 @@ impl SqliteStore {
             other(code, format!("attribute '{code}' value '{value}'"), found);
         }
         for otp in &r.otp_addresses {
-            let normalized = match otp.channel {
-                OtpChannel::Email => normalize(&otp.address),
-                OtpChannel::Sms => otp.address.clone(),
-            };
+            let normalized = otp_key(otp);
             let found = holder(
                 "SELECT u.subject_id FROM otp_addresses o JOIN users u ON u.id = o.user_id WHERE o.channel = ?1 AND o.normalized = ?2",
                 &[&otp.channel.as_str(), &normalized],
@@ -487,48 +516,328 @@ impl SqliteStore {
     }
 }
 
-fn import_one(
-    tx: &mut rusqlite::Transaction<'_>,
-    record: &ImportRecord,
-    policy: Policy,
-    stamp: &str,
-) -> Result<Outcome, Error> {
-    let existing: Option<i64> = tx
-        .prepare_cached("SELECT id FROM users WHERE subject_id = ?1")?
-        .query_row([record.subject_id.as_str()], |r| r.get(0))
-        .optional()?;
-    let sp = tx.savepoint()?;
-    let result = match (existing, policy) {
-        (Some(_), Policy::Skip) => {
-            return Ok(Outcome {
-                status: Status::Skipped,
-                reason: Some(Reason::ProfileAlreadyExists),
-                message: Some(format!("subject {} already exists", record.subject_id)),
-            })
+/// The statements of the insert path, prepared once per batch.
+struct Stmts<'c> {
+    insert_user: rusqlite::Statement<'c>,
+    user_by_subject: rusqlite::Statement<'c>,
+    user_by_name: rusqlite::Statement<'c>,
+    subject_by_id: rusqlite::Statement<'c>,
+    delete_user: Vec<rusqlite::Statement<'c>>,
+    insert_unique: rusqlite::Statement<'c>,
+    unique_holder: rusqlite::Statement<'c>,
+    insert_password: rusqlite::Statement<'c>,
+    insert_otp: rusqlite::Statement<'c>,
+    otp_holder: rusqlite::Statement<'c>,
+    insert_login: rusqlite::Statement<'c>,
+    login_holder: rusqlite::Statement<'c>,
+    insert_passkey: rusqlite::Statement<'c>,
+    passkey_holder: rusqlite::Statement<'c>,
+    insert_totp: rusqlite::Statement<'c>,
+    insert_recovery: rusqlite::Statement<'c>,
+    insert_membership: rusqlite::Statement<'c>,
+    insert_result: rusqlite::Statement<'c>,
+}
+
+impl<'c> Stmts<'c> {
+    fn prepare(c: &'c Connection) -> rusqlite::Result<Stmts<'c>> {
+        Ok(Stmts {
+            insert_user: c.prepare(
+                "INSERT OR IGNORE INTO users (subject_id, profile, user_name, normalized_user_name, email_confirmed,
+                    phone_number_confirmed, two_factor_enabled, lockout_end, lockout_enabled, access_failed_count,
+                    created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+            )?,
+            user_by_subject: c.prepare("SELECT id FROM users WHERE subject_id = ?1")?,
+            user_by_name: c.prepare("SELECT id FROM users WHERE normalized_user_name = ?1")?,
+            subject_by_id: c.prepare("SELECT subject_id FROM users WHERE id = ?1")?,
+            delete_user: USER_TABLES
+                .iter()
+                .map(|(table, column)| c.prepare(&format!("DELETE FROM {table} WHERE {column} = ?1")))
+                .collect::<rusqlite::Result<_>>()?,
+            insert_unique: c.prepare("INSERT OR IGNORE INTO unique_keys (attribute, value, user_id) VALUES (?1, ?2, ?3)")?,
+            unique_holder: c.prepare("SELECT user_id FROM unique_keys WHERE attribute = ?1 AND value = ?2")?,
+            insert_password: c.prepare(
+                "INSERT OR REPLACE INTO passwords (user_id, algorithm, hash, salt, parameters, set_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?,
+            insert_otp: c.prepare(
+                "INSERT OR IGNORE INTO otp_addresses (channel, normalized, address, verified, user_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?,
+            otp_holder: c.prepare("SELECT user_id FROM otp_addresses WHERE channel = ?1 AND normalized = ?2")?,
+            insert_login: c.prepare(
+                "INSERT OR IGNORE INTO external_logins (provider, provider_key, display_name, user_id) VALUES (?1, ?2, ?3, ?4)",
+            )?,
+            login_holder: c.prepare("SELECT user_id FROM external_logins WHERE provider = ?1 AND provider_key = ?2")?,
+            insert_passkey: c.prepare(
+                "INSERT OR IGNORE INTO passkeys (credential_id, user_id, public_key_cose, algorithm, sign_count,
+                    backup_eligible, backed_up, aaguid, name) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?,
+            passkey_holder: c.prepare("SELECT user_id FROM passkeys WHERE credential_id = ?1")?,
+            insert_totp: c.prepare("INSERT OR IGNORE INTO totp_devices (user_id, name, key) VALUES (?1, ?2, ?3)")?,
+            insert_recovery: c.prepare("INSERT INTO recovery_codes (user_id, salt, hash, iterations) VALUES (?1, ?2, ?3, ?4)")?,
+            insert_membership: c.prepare("INSERT OR IGNORE INTO memberships (user_id, role_id) VALUES (?1, ?2)")?,
+            insert_result: c.prepare(
+                "INSERT INTO import_results (run_id, seq, subject_id, file, line, status, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?,
+        })
+    }
+
+    fn subject(&mut self, user_id: Option<i64>) -> rusqlite::Result<String> {
+        match user_id {
+            None => Ok("?".into()),
+            Some(id) => Ok(self
+                .subject_by_id
+                .query_row([id], |r| r.get(0))
+                .optional()?
+                .unwrap_or_else(|| "?".into())),
         }
-        (Some(user_id), Policy::Overwrite) => {
-            merge(&sp, user_id, record, stamp)?.map(|()| Outcome {
+    }
+}
+
+/// Every table that holds a user's rows, with its user column: what undoing a new user
+/// deletes (children first, the user row last).
+const USER_TABLES: [(&str, &str); 9] = [
+    ("unique_keys", "user_id"),
+    ("passwords", "user_id"),
+    ("otp_addresses", "user_id"),
+    ("external_logins", "user_id"),
+    ("passkeys", "user_id"),
+    ("totp_devices", "user_id"),
+    ("recovery_codes", "user_id"),
+    ("memberships", "user_id"),
+    ("users", "id"),
+];
+
+/// The result of inserting a record as a new user.
+enum Fresh {
+    /// Created, or failed (with nothing left behind).
+    Done(Outcome),
+    /// The subject exists: its row id.
+    Exists(i64),
+}
+
+/// Inserts a record as a new user. Every key is inserted with `OR IGNORE`; a key that
+/// turns out to be held by another subject undoes the record by deleting the rows just
+/// written (see [`USER_TABLES`]). No savepoint is needed: a savepoint would copy every
+/// page the record touches into a sub-journal, which costs more than the writes.
+fn insert_fresh(
+    st: &mut Stmts<'_>,
+    r: &ImportRecord,
+    stamp: &str,
+    roles: &HashSet<String>,
+) -> rusqlite::Result<Fresh> {
+    if let Some(role) = r.roles.iter().find(|role| !roles.contains(role.as_str())) {
+        return Ok(Fresh::Done(Outcome::failed(
+            Reason::MembershipRoleMissing,
+            format!("Role '{role}' does not exist."),
+        )));
+    }
+    let a = &r.account;
+    let normalized = a.user_name.as_deref().map(normalize);
+    let inserted = st.insert_user.insert(params![
+        r.subject_id.as_str(),
+        serde_json::to_string(&r.profile).expect("a JSON map serialises"),
+        a.user_name,
+        normalized,
+        a.email_confirmed,
+        a.phone_number_confirmed,
+        a.two_factor_enabled,
+        a.lockout_end.map(|t| t.to_rfc3339()),
+        a.lockout_enabled,
+        a.access_failed_count,
+        stamp
+    ]);
+    let user_id = match inserted {
+        Ok(id) => id,
+        Err(rusqlite::Error::StatementChangedRows(0)) => 0,
+        Err(e) => return Err(e),
+    };
+    if user_id == 0 {
+        if let Some(id) = st
+            .user_by_subject
+            .query_row([r.subject_id.as_str()], |row| row.get(0))
+            .optional()?
+        {
+            return Ok(Fresh::Exists(id));
+        }
+        let holder = st
+            .user_by_name
+            .query_row([&normalized], |row| row.get(0))
+            .optional()?;
+        return Ok(Fresh::Done(Outcome::failed(
+            Reason::ProfileUniqueKeyConflict,
+            format!(
+                "user name '{}' is already used by subject {}",
+                a.user_name.as_deref().unwrap_or(""),
+                st.subject(holder)?
+            ),
+        )));
+    }
+    let conflict = |st: &mut Stmts<'_>,
+                    reason: Reason,
+                    what: String,
+                    holder: Option<i64>|
+     -> rusqlite::Result<Fresh> {
+        let message = format!("{what} is already used by subject {}", st.subject(holder)?);
+        for delete in st.delete_user.iter_mut() {
+            delete.execute([user_id])?;
+        }
+        Ok(Fresh::Done(Outcome::failed(reason, message)))
+    };
+    for (code, value) in &r.unique_keys {
+        if st.insert_unique.execute(params![code, value, user_id])? == 0 {
+            let holder = st
+                .unique_holder
+                .query_row(params![code, value], |row| row.get(0))
+                .optional()?;
+            if holder != Some(user_id) {
+                return conflict(
+                    st,
+                    Reason::ProfileUniqueKeyConflict,
+                    format!("attribute '{code}' value '{value}'"),
+                    holder,
+                );
+            }
+        }
+    }
+    if let Some(p) = &r.password {
+        st.insert_password.execute(params![
+            user_id,
+            p.algorithm,
+            p.hash,
+            p.salt,
+            serde_json::to_string(&p.parameters).expect("a JSON map serialises"),
+            stamp
+        ])?;
+    }
+    for otp in &r.otp_addresses {
+        let key = otp_key(otp);
+        if st.insert_otp.execute(params![
+            otp.channel.as_str(),
+            key,
+            otp.address,
+            otp.verified,
+            user_id
+        ])? == 0
+        {
+            let holder = st
+                .otp_holder
+                .query_row(params![otp.channel.as_str(), key], |row| row.get(0))
+                .optional()?;
+            if holder != Some(user_id) {
+                let what = format!("{} OTP address '{}'", otp.channel.as_str(), otp.address);
+                return conflict(st, Reason::AuthenticatorKeyConflict, what, holder);
+            }
+        }
+    }
+    for l in &r.external_logins {
+        if st
+            .insert_login
+            .execute(params![l.provider, l.key, l.display_name, user_id])?
+            == 0
+        {
+            let holder = st
+                .login_holder
+                .query_row(params![l.provider, l.key], |row| row.get(0))
+                .optional()?;
+            if holder != Some(user_id) {
+                let what = format!("external login {} '{}'", l.provider, l.key);
+                return conflict(st, Reason::AuthenticatorKeyConflict, what, holder);
+            }
+        }
+    }
+    for p in &r.passkeys {
+        let added = st.insert_passkey.execute(params![
+            p.credential_id,
+            user_id,
+            p.public_key_cose,
+            p.algorithm,
+            p.sign_count,
+            p.backup_eligible,
+            p.backed_up,
+            p.aaguid.to_vec(),
+            p.name
+        ])?;
+        if added == 0 {
+            let holder = st
+                .passkey_holder
+                .query_row([&p.credential_id], |row| row.get(0))
+                .optional()?;
+            if holder != Some(user_id) {
+                use base64::Engine as _;
+                let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&p.credential_id);
+                return conflict(
+                    st,
+                    Reason::AuthenticatorKeyConflict,
+                    format!("passkey credential {id}"),
+                    holder,
+                );
+            }
+        }
+    }
+    for t in &r.totp_devices {
+        st.insert_totp.execute(params![user_id, t.name, t.key])?;
+    }
+    for c in &r.hashed_recovery_codes {
+        st.insert_recovery
+            .execute(params![user_id, c.salt, c.hash, c.iterations])?;
+    }
+    for role in &r.roles {
+        st.insert_membership
+            .execute(params![user_id, role.as_str()])?;
+    }
+    Ok(Fresh::Done(Outcome::created()))
+}
+
+/// Merges a record into an existing user inside a savepoint.
+fn overwrite(
+    conn: &Connection,
+    user_id: i64,
+    r: &ImportRecord,
+    stamp: &str,
+    roles: &HashSet<String>,
+) -> Result<Outcome, Error> {
+    if let Some(role) = r.roles.iter().find(|role| !roles.contains(role.as_str())) {
+        return Ok(Outcome::failed(
+            Reason::MembershipRoleMissing,
+            format!("Role '{role}' does not exist."),
+        ));
+    }
+    conn.execute_batch("SAVEPOINT record")?;
+    let result = match merge(conn, user_id, r, stamp) {
+        Ok(step) => step,
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO record; RELEASE record")?;
+            return Err(e.into());
+        }
+    };
+    match result {
+        Ok(()) => {
+            conn.execute_batch("RELEASE record")?;
+            Ok(Outcome {
                 status: Status::Updated,
                 reason: Some(Reason::ProfileAlreadyExists),
                 message: None,
             })
         }
-        (None, _) => insert_new(&sp, record, stamp)?.map(|()| Outcome::created()),
-    };
-    match result {
-        Ok(outcome) => {
-            sp.commit()?;
-            Ok(outcome)
+        Err(failure) => {
+            conn.execute_batch("ROLLBACK TO record; RELEASE record")?;
+            Ok(failure)
         }
-        // Dropping the savepoint rolls the record back.
-        Err(failure) => Ok(failure),
+    }
+}
+
+/// The key an OTP address is unique by: e-mail ignoring case, phone digits as they are.
+fn otp_key(otp: &crate::model::OtpAddress) -> String {
+    match otp.channel {
+        OtpChannel::Email => normalize(&otp.address),
+        OtpChannel::Sms => otp.address.clone(),
     }
 }
 
 type Step = Result<(), Outcome>;
 
 fn write_account(
-    sp: &Savepoint<'_>,
+    sp: &Connection,
     user_id: Option<i64>,
     r: &ImportRecord,
     stamp: &str,
@@ -536,7 +845,7 @@ fn write_account(
     let a = &r.account;
     let normalized = a.user_name.as_deref().map(normalize);
     let lockout = a.lockout_end.map(|t| t.to_rfc3339());
-    let profile = Value::Object(r.profile.clone()).to_string();
+    let profile = serde_json::to_string(&r.profile).expect("a JSON map serialises");
     let ok = match user_id {
         None => try_insert(
             sp,
@@ -596,7 +905,7 @@ fn write_account(
 }
 
 fn write_unique_keys(
-    sp: &Savepoint<'_>,
+    sp: &Connection,
     user_id: i64,
     r: &ImportRecord,
     replace: bool,
@@ -629,7 +938,7 @@ fn write_unique_keys(
 }
 
 fn write_password(
-    sp: &Savepoint<'_>,
+    sp: &Connection,
     user_id: i64,
     r: &ImportRecord,
     stamp: &str,
@@ -643,7 +952,7 @@ fn write_password(
             p.algorithm,
             p.hash,
             p.salt,
-            Value::Object(p.parameters.clone()).to_string(),
+            serde_json::to_string(&p.parameters).expect("a JSON map serialises"),
             stamp
         ])?;
     }
@@ -653,7 +962,7 @@ fn write_password(
 /// Authenticators: new ones are added; one that belongs to another subject fails the
 /// record. Recovery codes replace the old ones; TOTP devices keep the first of a name.
 fn write_authenticators(
-    sp: &Savepoint<'_>,
+    sp: &Connection,
     user_id: i64,
     r: &ImportRecord,
     merging: bool,
@@ -668,10 +977,7 @@ fn write_authenticators(
         )))
     };
     for otp in &r.otp_addresses {
-        let normalized = match otp.channel {
-            OtpChannel::Email => normalize(&otp.address),
-            OtpChannel::Sms => otp.address.clone(),
-        };
+        let normalized = otp_key(otp);
         sp.prepare_cached(
             "INSERT OR IGNORE INTO otp_addresses (channel, normalized, address, verified, user_id) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?
@@ -761,7 +1067,7 @@ fn write_authenticators(
     Ok(Ok(()))
 }
 
-fn write_memberships(sp: &Savepoint<'_>, user_id: i64, r: &ImportRecord) -> rusqlite::Result<Step> {
+fn write_memberships(sp: &Connection, user_id: i64, r: &ImportRecord) -> rusqlite::Result<Step> {
     for role in &r.roles {
         if !try_insert(
             sp,
@@ -777,31 +1083,11 @@ fn write_memberships(sp: &Savepoint<'_>, user_id: i64, r: &ImportRecord) -> rusq
     Ok(Ok(()))
 }
 
-fn insert_new(sp: &Savepoint<'_>, r: &ImportRecord, stamp: &str) -> rusqlite::Result<Step> {
-    let user_id = match write_account(sp, None, r, stamp)? {
-        Ok(id) => id,
-        Err(o) => return Ok(Err(o)),
-    };
-    if let Err(o) = write_unique_keys(sp, user_id, r, false)? {
-        return Ok(Err(o));
-    }
-    write_password(sp, user_id, r, stamp)?;
-    if let Err(o) = write_authenticators(sp, user_id, r, false)? {
-        return Ok(Err(o));
-    }
-    write_memberships(sp, user_id, r)
-}
-
 /// User Management's overwrite merge: profile overlaid per attribute (nothing removed),
 /// OTP addresses and external logins united, password replaced, passkeys added unless the
 /// same credential or name, TOTP first of a name wins, recovery codes replaced,
 /// memberships idempotent. All of it in the record's savepoint.
-fn merge(
-    sp: &Savepoint<'_>,
-    user_id: i64,
-    r: &ImportRecord,
-    stamp: &str,
-) -> rusqlite::Result<Step> {
+fn merge(sp: &Connection, user_id: i64, r: &ImportRecord, stamp: &str) -> rusqlite::Result<Step> {
     let old: String = sp.query_row(
         "SELECT profile FROM users WHERE id = ?1",
         [user_id],
@@ -826,4 +1112,147 @@ fn merge(
         return Ok(Err(o));
     }
     write_memberships(sp, user_id, r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::*;
+
+    fn record(subject: &str, user: &str, email: &str) -> ImportRecord {
+        let mut profile = Map::new();
+        profile.insert("userName".into(), Value::String(user.into()));
+        ImportRecord {
+            subject_id: SubjectId::new(subject).unwrap(),
+            profile,
+            unique_keys: vec![("userName".into(), user.into())],
+            account: AccountState {
+                user_name: Some(user.into()),
+                ..AccountState::default()
+            },
+            password: Some(HashedPassword::aspnet("AQAAAA")),
+            otp_addresses: vec![OtpAddress {
+                channel: OtpChannel::Email,
+                address: email.into(),
+                verified: true,
+            }],
+            external_logins: vec![ExternalLogin {
+                provider: "Google".into(),
+                key: format!("g-{subject}"),
+                display_name: None,
+            }],
+            passkeys: Vec::new(),
+            totp_devices: vec![TotpDevice {
+                name: "Default".into(),
+                key: vec![1; 20],
+            }],
+            recovery_codes: Vec::new(),
+            hashed_recovery_codes: vec![HashedRecoveryCode {
+                salt: vec![0; 16],
+                hash: vec![0; 32],
+                iterations: 1,
+            }],
+            roles: Vec::new(),
+        }
+    }
+
+    fn item(r: ImportRecord) -> Item {
+        Item {
+            subject: Some(r.subject_id.to_string()),
+            file: "f".into(),
+            line: 1,
+            record: Ok(r),
+        }
+    }
+
+    fn rows(store: &SqliteStore) -> Vec<i64> {
+        USER_TABLES
+            .iter()
+            .map(|(t, _)| {
+                store
+                    .connection()
+                    .query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0))
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_record_that_conflicts_half_way_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let run = store.begin_run("b", Policy::Skip).unwrap();
+        let first = store
+            .import_batch(
+                run,
+                Policy::Skip,
+                &[item(record("s1", "alice", "a@x.org"))],
+                0,
+            )
+            .unwrap();
+        assert_eq!(first[0].status, Status::Created);
+        let before = rows(&store);
+        // A new user whose e-mail OTP address alice holds (ignoring case): its user row,
+        // unique key and password are written before the conflict shows.
+        let out = store
+            .import_batch(
+                run,
+                Policy::Skip,
+                &[item(record("s2", "bob", "A@X.ORG"))],
+                1,
+            )
+            .unwrap();
+        assert_eq!(out[0].status, Status::Failed);
+        assert_eq!(out[0].reason, Some(Reason::AuthenticatorKeyConflict));
+        assert_eq!(
+            out[0].message.as_deref(),
+            Some("Email OTP address 'A@X.ORG' is already used by subject s1")
+        );
+        assert_eq!(rows(&store), before, "no row of bob is left in any table");
+        // A user name that differs only in case is taken too.
+        let out = store
+            .import_batch(
+                run,
+                Policy::Skip,
+                &[item(record("s3", "ALICE", "c@x.org"))],
+                2,
+            )
+            .unwrap();
+        assert_eq!(out[0].reason, Some(Reason::ProfileUniqueKeyConflict));
+        assert_eq!(rows(&store), before);
+        // Foreign keys are enforced again after a batch.
+        let fk: i64 = store
+            .connection()
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(fk, 1);
+    }
+
+    #[test]
+    fn a_missing_role_fails_the_record_and_a_newer_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut store = SqliteStore::open(&path).unwrap();
+        let run = store.begin_run("b", Policy::Skip).unwrap();
+        let mut r = record("s1", "alice", "a@x.org");
+        r.roles.push(RoleId::new("admins").unwrap());
+        let out = store
+            .import_batch(run, Policy::Skip, &[item(r)], 0)
+            .unwrap();
+        assert_eq!(
+            out[0].message.as_deref(),
+            Some("Role 'admins' does not exist.")
+        );
+        assert_eq!(rows(&store).iter().sum::<i64>(), 0);
+        store
+            .connection()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        drop(store);
+        let err = SqliteStore::open(&path).err().expect("refused");
+        assert!(
+            err.to_string().contains("store schema version 99 is newer"),
+            "{err}"
+        );
+    }
 }

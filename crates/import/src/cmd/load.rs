@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use ferry_store::{Item, Policy, SqliteStore, Status};
+use ferry_store::{Item, Policy, RunId, SqliteStore, Status};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::pipeline::{self, problem_line, Options};
@@ -74,6 +74,92 @@ pub enum OnConflict {
 /// Failures printed one by one before the rest are only counted.
 const PRINTED_FAILURES: u64 = 50;
 
+/// Records per store transaction. Larger batches write each touched index page once per
+/// commit instead of many times; a crash loses at most one batch, which a re-run loads.
+const BATCH: usize = 25_000;
+
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    created: u64,
+    updated: u64,
+    skipped: u64,
+    failed: u64,
+}
+
+/// Collects records into batches and writes each batch in one store transaction.
+struct Loader<'a> {
+    store: &'a mut SqliteStore,
+    run: RunId,
+    policy: Policy,
+    json: bool,
+    progress: &'a ProgressBar,
+    log_batches: bool,
+    report: Option<&'a mut csv::Writer<std::fs::File>>,
+    seq: u64,
+    batch_no: u64,
+    counts: Counts,
+    pending: Vec<Item>,
+}
+
+impl Loader<'_> {
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let items = std::mem::take(&mut self.pending);
+        self.batch_no += 1;
+        let outcomes = self
+            .store
+            .import_batch(self.run, self.policy, &items, self.seq)?;
+        self.seq += items.len() as u64;
+        let mut batch = Counts::default();
+        for (item, o) in items.iter().zip(&outcomes) {
+            match o.status {
+                Status::Created => batch.created += 1,
+                Status::Updated => batch.updated += 1,
+                Status::Skipped => batch.skipped += 1,
+                Status::Failed => {
+                    batch.failed += 1;
+                    if self.counts.failed + batch.failed <= PRINTED_FAILURES && !self.json {
+                        self.progress.suspend(|| {
+                            eprintln!(
+                                "FAILED {} ({}:{}): {}",
+                                item.subject.as_deref().unwrap_or("(no Id)"),
+                                item.file,
+                                item.line,
+                                o.message.as_deref().unwrap_or("")
+                            )
+                        });
+                    }
+                }
+            }
+            if o.status != Status::Created {
+                if let Some(w) = self.report.as_mut() {
+                    w.write_record([
+                        item.subject.as_deref().unwrap_or(""),
+                        &item.file,
+                        &item.line.to_string(),
+                        o.status.as_str(),
+                        o.reason.map(|r| r.as_str()).unwrap_or(""),
+                        o.message.as_deref().unwrap_or(""),
+                    ])?;
+                }
+            }
+        }
+        self.counts.created += batch.created;
+        self.counts.updated += batch.updated;
+        self.counts.skipped += batch.skipped;
+        self.counts.failed += batch.failed;
+        if self.log_batches {
+            eprintln!(
+                "Batch {}: created={}, updated={}, skipped={}, failed={}",
+                self.batch_no, batch.created, batch.updated, batch.skipped, batch.failed
+            );
+        }
+        Ok(())
+    }
+}
+
 pub fn run(args: Args) -> Result<ExitStatus> {
     let started = Instant::now();
     let bundle = setup::bundle(&args.bundle)?;
@@ -123,11 +209,20 @@ pub fn run(args: Args) -> Result<ExitStatus> {
         hash_recovery_codes: Some(iterations),
         limit: args.limit,
     };
-    let (mut created, mut updated, mut skipped, mut failed) = (0u64, 0u64, 0u64, 0u64);
-    let mut seq = 0u64;
-    let mut batch_no = 0u64;
+    let mut loader = Loader {
+        store: &mut store,
+        run,
+        policy,
+        json: args.json,
+        progress: &progress,
+        log_batches,
+        report: report.as_mut(),
+        seq: 0,
+        batch_no: 0,
+        counts: Counts::default(),
+        pending: Vec::with_capacity(BATCH),
+    };
     pipeline::run(&bundle, &mapper, &opts, &mut |chunk| {
-        batch_no += 1;
         for m in &chunk {
             for p in m
                 .problems
@@ -139,64 +234,28 @@ pub fn run(args: Args) -> Result<ExitStatus> {
                 }
             }
         }
-        let items: Vec<Item> = chunk
-            .into_iter()
-            .map(|m| {
-                let message = m.message();
-                Item {
-                    subject: m.subject.clone(),
-                    file: m.location.file.clone(),
-                    line: m.location.line,
-                    record: m.record.ok_or(message),
-                }
-            })
-            .collect();
-        let outcomes = store.import_batch(run, policy, &items, seq)?;
-        seq += items.len() as u64;
-        let (mut c, mut u, mut s, mut f) = (0, 0, 0, 0);
-        for (item, o) in items.iter().zip(&outcomes) {
-            match o.status {
-                Status::Created => c += 1,
-                Status::Updated => u += 1,
-                Status::Skipped => s += 1,
-                Status::Failed => {
-                    f += 1;
-                    if failed + f <= PRINTED_FAILURES && !args.json {
-                        progress.suspend(|| {
-                            eprintln!(
-                                "FAILED {} ({}:{}): {}",
-                                item.subject.as_deref().unwrap_or("(no Id)"),
-                                item.file,
-                                item.line,
-                                o.message.as_deref().unwrap_or("")
-                            )
-                        });
-                    }
-                }
+        progress.inc(chunk.len() as u64);
+        loader.pending.extend(chunk.into_iter().map(|m| {
+            let message = m.message();
+            Item {
+                subject: m.subject.clone(),
+                file: m.location.file.clone(),
+                line: m.location.line,
+                record: m.record.ok_or(message),
             }
-            if o.status != Status::Created {
-                if let Some(w) = report.as_mut() {
-                    w.write_record([
-                        item.subject.as_deref().unwrap_or(""),
-                        &item.file,
-                        &item.line.to_string(),
-                        o.status.as_str(),
-                        o.reason.map(|r| r.as_str()).unwrap_or(""),
-                        o.message.as_deref().unwrap_or(""),
-                    ])?;
-                }
-            }
-        }
-        created += c;
-        updated += u;
-        skipped += s;
-        failed += f;
-        progress.inc(items.len() as u64);
-        if log_batches {
-            eprintln!("Batch {batch_no}: created={c}, updated={u}, skipped={s}, failed={f}");
+        }));
+        if loader.pending.len() >= BATCH {
+            loader.flush()?;
         }
         Ok(())
     })?;
+    loader.flush()?;
+    let Counts {
+        created,
+        updated,
+        skipped,
+        failed,
+    } = loader.counts;
     progress.finish_and_clear();
     store.finish_run(run, "completed")?;
     if let Some(mut w) = report {

@@ -49,11 +49,11 @@ def main():
             p_in = os.path.join(OUT, "dump.sql")
             with open(p_in, "w") as s:
                 s.write(DUMP_SQL)
-            sq_s, sq_rss, _ = measure(["sqlite3", "-init", p_in, db, ".quit"], stdout=f)
+            sq_s, sq_rss, _cpu = measure(["sqlite3", "-init", p_in, db, ".quit"], stdout=f)
         dump_bytes = os.path.getsize(dump)
         os.remove(dump)
         bundle = os.path.join(OUT, "bundle")
-        fe_s, fe_rss, _ = measure([os.path.join(TARGET, "ferry-export"), "--source", db, "--out", bundle, "--force"])
+        fe_s, fe_rss, _cpu = measure([os.path.join(TARGET, "ferry-export"), "--source", db, "--out", bundle, "--force"])
         bundle_bytes = sum(os.path.getsize(os.path.join(bundle, n)) for n in os.listdir(bundle))
         shutil.rmtree(bundle)
         print(f"{users:>10} {claims:>10} {'sqlite3 -json':<16} {sq_s:>8.2f} {users / sq_s:>10.0f} {sq_rss:>8.1f}MB  ({dump_bytes / 1e6:.0f} MB written)")

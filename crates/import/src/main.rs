@@ -25,6 +25,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///   $ ferry-import seal bundle/
 ///   $ ferry-import load bundle/ --schema schemas/scim-user.json --target users.db
 ///   $ echo 'alice-Passw0rd!' | ferry-import login --target users.db --user alice
+///   $ ferry-import verify bundle/ --target users.db --schema schemas/scim-user.json
 ///
 /// Exit status: 0 all good; 1 the command ran and found problems (invalid records, failed
 /// records, a wrong password); 2 it could not run (no such file, a bad schema file, a
@@ -48,6 +49,7 @@ enum Command {
     Login(cmd::login::Args),
     Seal(cmd::seal::Args),
     Plan(cmd::plan::Args),
+    Verify(cmd::verify::Args),
 }
 
 /// How a command ended.
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Login(a) => cmd::login::run(a),
         Command::Seal(a) => cmd::seal::run(a),
         Command::Plan(a) => cmd::plan::run(a),
+        Command::Verify(a) => cmd::verify::run(a),
     };
     match result {
         Ok(ExitStatus::Success) => ExitCode::SUCCESS,

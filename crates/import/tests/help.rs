@@ -24,6 +24,7 @@ fn help_snapshots() {
         ("login.txt", &["login", "--help"][..]),
         ("seal.txt", &["seal", "--help"][..]),
         ("plan.txt", &["plan", "--help"][..]),
+        ("verify.txt", &["verify", "--help"][..]),
     ] {
         let text = help(args);
         let path = dir.join(name);

@@ -29,7 +29,7 @@ mod sqlite;
 
 pub use import::{Item, Outcome, Policy, Reason, Status};
 pub use model::*;
-pub use sqlite::{Error, RunId, SqliteStore, StoredUser};
+pub use sqlite::{Error, RunId, Snapshot, SqliteStore, StoredUser};
 
 /// Upper-cases a login name as ASP.NET's `UpperInvariantLookupNormalizer` does: simple
 /// case mapping, a character whose upper case is several characters is kept.

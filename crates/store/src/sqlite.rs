@@ -60,6 +60,27 @@ pub struct StoredUser {
     pub totp_devices: Vec<TotpDevice>,
 }
 
+/// What the store holds for one subject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The profile attributes.
+    pub profile: Map<String, Value>,
+    /// The password.
+    pub password: Option<HashedPassword>,
+    /// OTP addresses.
+    pub otp_addresses: u64,
+    /// External logins.
+    pub external_logins: u64,
+    /// Passkeys.
+    pub passkeys: u64,
+    /// TOTP devices.
+    pub totp_devices: u64,
+    /// Recovery codes.
+    pub recovery_codes: u64,
+    /// Role ids, sorted.
+    pub roles: Vec<String>,
+}
+
 /// The embedded store.
 pub struct SqliteStore {
     conn: Connection,
@@ -508,6 +529,56 @@ impl SqliteStore {
             other("Passkeys", "a passkey credential".to_string(), found);
         }
         Ok(out)
+    }
+
+    /// What the store holds for `subject`, for `verify --target`.
+    pub fn snapshot(&self, subject: &str) -> Result<Option<Snapshot>, Error> {
+        let row = self
+            .conn
+            .prepare_cached("SELECT id, profile FROM users WHERE subject_id = ?1")?
+            .query_row([subject], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .optional()?;
+        let Some((id, profile)) = row else {
+            return Ok(None);
+        };
+        let count = |table: &str| -> Result<u64, Error> {
+            Ok(self
+                .conn
+                .prepare_cached(&format!("SELECT COUNT(*) FROM {table} WHERE user_id = ?1"))?
+                .query_row([id], |r| r.get::<_, i64>(0))? as u64)
+        };
+        let password = self
+            .conn
+            .prepare_cached(
+                "SELECT algorithm, hash, salt, parameters FROM passwords WHERE user_id = ?1",
+            )?
+            .query_row([id], |r| {
+                let params: String = r.get(3)?;
+                Ok(HashedPassword {
+                    algorithm: r.get(0)?,
+                    hash: r.get(1)?,
+                    salt: r.get(2)?,
+                    parameters: serde_json::from_str(&params).unwrap_or_default(),
+                })
+            })
+            .optional()?;
+        let roles = self
+            .conn
+            .prepare_cached("SELECT role_id FROM memberships WHERE user_id = ?1 ORDER BY role_id")?
+            .query_map([id], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(Some(Snapshot {
+            profile: serde_json::from_str(&profile).unwrap_or_default(),
+            password,
+            otp_addresses: count("otp_addresses")?,
+            external_logins: count("external_logins")?,
+            passkeys: count("passkeys")?,
+            totp_devices: count("totp_devices")?,
+            recovery_codes: count("recovery_codes")?,
+            roles,
+        }))
     }
 
     /// The underlying connection, for read-only reports and proofs.

@@ -5,3 +5,4 @@ pub mod login;
 pub mod plan;
 pub mod seal;
 pub mod validate;
+pub mod verify;

@@ -4,19 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ferry_e2e::{run, run_with, schema, Run, Workdir};
+use ferry_e2e::{run, run_with, schema, vectors, Run, Workdir};
 use ferry_fixtures::Generation;
 use rusqlite::Connection;
 
 const SCIM: &str = "scim-user.json";
-
-fn vectors() -> serde_json::Value {
-    let text = std::fs::read_to_string(
-        ferry_e2e::root().join("../shared/reference/aspnet-hash-vectors.json"),
-    )
-    .expect("the shared reference vectors");
-    serde_json::from_str(&text).unwrap()
-}
 
 fn load(w: &Workdir, extra: &[&str]) -> Run {
     let bundle = w.arg("bundle");
@@ -55,41 +47,6 @@ fn algorithm_of(w: &Workdir, user: &str) -> String {
         .unwrap()
 }
 
-/// A fixture where bulk users `vector-N` carry the given hashes, without 2FA or lockout.
-fn fixture_with_hashes(w: &Workdir, hashes: &[String]) {
-    let db = w.fixture(
-        "app.db",
-        Generation::CoreV3,
-        40 + hashes.len() as u64,
-        false,
-    );
-    let conn = Connection::open(&db).unwrap();
-    let ids: Vec<String> = conn
-        .prepare(r#"SELECT "Id" FROM "AspNetUsers" ORDER BY rowid LIMIT -1 OFFSET 12"#)
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    for (i, hash) in hashes.iter().enumerate() {
-        // A user of its own: no 2FA, no lockout, a unique e-mail, no memberships.
-        conn.execute(
-            r#"UPDATE "AspNetUsers" SET "PasswordHash" = ?1, "UserName" = ?2, "NormalizedUserName" = upper(?2),
-               "Email" = ?2 || '@example.com', "NormalizedEmail" = upper(?2 || '@example.com'),
-               "TwoFactorEnabled" = 0, "LockoutEnd" = NULL WHERE "Id" = ?3"#,
-            (hash, format!("vector-{i}"), &ids[i]),
-        )
-        .unwrap();
-        conn.execute(
-            r#"DELETE FROM "AspNetUserRoles" WHERE "UserId" = ?1"#,
-            [&ids[i]],
-        )
-        .unwrap();
-    }
-    drop(conn);
-    w.export(&db, "bundle");
-}
-
 #[test]
 fn every_public_vector_logs_in_then_is_rehashed_to_pbkdf2() {
     let v = vectors();
@@ -110,7 +67,7 @@ fn every_public_vector_logs_in_then_is_rehashed_to_pbkdf2() {
     }
     let w = Workdir::new();
     let hashes: Vec<String> = cases.iter().map(|c| c.0.clone()).collect();
-    fixture_with_hashes(&w, &hashes);
+    w.fixture_with_hashes(&hashes);
     let r = load(&w, &[]);
     assert!(r.stderr.contains("Import complete."), "{}", r.stderr);
 

@@ -1,45 +1,9 @@
 //! End-to-end tests of `ferry-import verify`.
 
-use ferry_e2e::{run, schema, Workdir};
+use ferry_e2e::{run, schema, vectors, Workdir};
 use ferry_fixtures::Generation;
 use ferry_passwords::{AspNetHash, Prf};
 use rusqlite::Connection;
-
-fn vectors() -> serde_json::Value {
-    let text = std::fs::read_to_string(
-        ferry_e2e::root().join("../shared/reference/aspnet-hash-vectors.json"),
-    )
-    .unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-/// A fixture whose users `vector-N` carry the given hashes, exported to `bundle`.
-fn fixture_with_hashes(w: &Workdir, hashes: &[String]) {
-    let db = w.fixture(
-        "app.db",
-        Generation::CoreV3,
-        20 + hashes.len() as u64,
-        false,
-    );
-    let conn = Connection::open(&db).unwrap();
-    let ids: Vec<String> = conn
-        .prepare(r#"SELECT "Id" FROM "AspNetUsers" ORDER BY rowid LIMIT -1 OFFSET 12"#)
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    for (i, hash) in hashes.iter().enumerate() {
-        conn.execute(
-            r#"UPDATE "AspNetUsers" SET "PasswordHash" = ?1, "UserName" = ?2, "NormalizedUserName" = upper(?2),
-               "Email" = ?2 || '@example.com', "NormalizedEmail" = upper(?2 || '@example.com') WHERE "Id" = ?3"#,
-            (hash, format!("vector-{i}"), &ids[i]),
-        )
-        .unwrap();
-    }
-    drop(conn);
-    w.export(&db, "bundle");
-}
 
 fn csv_text(rows: &[(String, String)]) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -93,7 +57,7 @@ fn every_public_vector_through_verify_credentials() {
     ));
 
     let w = Workdir::new();
-    fixture_with_hashes(&w, &cases.iter().map(|c| c.0.clone()).collect::<Vec<_>>());
+    w.fixture_with_hashes(&cases.iter().map(|c| c.0.clone()).collect::<Vec<_>>());
     let mut rows: Vec<(String, String)> = cases
         .iter()
         .enumerate()
@@ -198,10 +162,7 @@ fn every_malformed_kind_is_reported_with_its_reason_and_location() {
         ),
     ];
     let w = Workdir::new();
-    fixture_with_hashes(
-        &w,
-        &kinds.iter().map(|k| k.0.to_string()).collect::<Vec<_>>(),
-    );
+    w.fixture_with_hashes(&kinds.iter().map(|k| k.0.to_string()).collect::<Vec<_>>());
     let r = run("ferry-import", &["verify", &w.arg("bundle")]).expect_code(1);
     let text = std::fs::read_to_string(w.path("bundle/users-00000.ndjson")).unwrap();
     for (i, (_, reason)) in kinds.iter().enumerate() {

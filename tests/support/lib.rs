@@ -154,6 +154,42 @@ impl Workdir {
         path
     }
 
+    /// A fixture whose users `vector-N` (bulk users, after the showcase ones) carry the
+    /// given hashes, each with its own e-mail, no 2FA, no lockout and no roles, exported
+    /// to `bundle`.
+    pub fn fixture_with_hashes(&self, hashes: &[String]) {
+        let db = self.fixture(
+            "app.db",
+            Generation::CoreV3,
+            40 + hashes.len() as u64,
+            false,
+        );
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let ids: Vec<String> = conn
+            .prepare(r#"SELECT "Id" FROM "AspNetUsers" ORDER BY rowid LIMIT -1 OFFSET 12"#)
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for (i, hash) in hashes.iter().enumerate() {
+            conn.execute(
+                r#"UPDATE "AspNetUsers" SET "PasswordHash" = ?1, "UserName" = ?2, "NormalizedUserName" = upper(?2),
+                   "Email" = ?2 || '@example.com', "NormalizedEmail" = upper(?2 || '@example.com'),
+                   "TwoFactorEnabled" = 0, "LockoutEnd" = NULL WHERE "Id" = ?3"#,
+                (hash, format!("vector-{i}"), &ids[i]),
+            )
+            .unwrap();
+            conn.execute(
+                r#"DELETE FROM "AspNetUserRoles" WHERE "UserId" = ?1"#,
+                [&ids[i]],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        self.export(&db, "bundle");
+    }
+
     /// Exports `db` into `out` and returns the run, which must succeed.
     pub fn export(&self, db: &Path, out: &str) -> Run {
         run(
@@ -167,6 +203,14 @@ impl Workdir {
         )
         .expect_code(0)
     }
+}
+
+/// The public hash and TOTP vectors of `shared/reference/aspnet-hash-vectors.json`.
+pub fn vectors() -> serde_json::Value {
+    let path = root().join("../shared/reference/aspnet-hash-vectors.json");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("`{}`: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
 }
 
 /// SHA-256 of a file, hex.

@@ -87,6 +87,23 @@ pub struct SqliteStore {
     recovery_iterations: u32,
 }
 
+/// The stored password of a user row.
+fn password_of(conn: &Connection, user_id: i64) -> rusqlite::Result<Option<HashedPassword>> {
+    conn.prepare_cached(
+        "SELECT algorithm, hash, salt, parameters FROM passwords WHERE user_id = ?1",
+    )?
+    .query_row([user_id], |r| {
+        let params: String = r.get(3)?;
+        Ok(HashedPassword {
+            algorithm: r.get(0)?,
+            hash: r.get(1)?,
+            salt: r.get(2)?,
+            parameters: serde_json::from_str(&params).unwrap_or_default(),
+        })
+    })
+    .optional()
+}
+
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -398,22 +415,7 @@ impl SqliteStore {
             [id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
-        let password = self
-            .conn
-            .query_row(
-                "SELECT algorithm, hash, salt, parameters FROM passwords WHERE user_id = ?1",
-                [id],
-                |r| {
-                    let params: String = r.get(3)?;
-                    Ok(HashedPassword {
-                        algorithm: r.get(0)?,
-                        hash: r.get(1)?,
-                        salt: r.get(2)?,
-                        parameters: serde_json::from_str(&params).unwrap_or_default(),
-                    })
-                },
-            )
-            .optional()?;
+        let password = password_of(&self.conn, id)?;
         let totp_devices = self
             .conn
             .prepare("SELECT name, key FROM totp_devices WHERE user_id = ?1 ORDER BY name")?
@@ -549,21 +551,7 @@ impl SqliteStore {
                 .prepare_cached(&format!("SELECT COUNT(*) FROM {table} WHERE user_id = ?1"))?
                 .query_row([id], |r| r.get::<_, i64>(0))? as u64)
         };
-        let password = self
-            .conn
-            .prepare_cached(
-                "SELECT algorithm, hash, salt, parameters FROM passwords WHERE user_id = ?1",
-            )?
-            .query_row([id], |r| {
-                let params: String = r.get(3)?;
-                Ok(HashedPassword {
-                    algorithm: r.get(0)?,
-                    hash: r.get(1)?,
-                    salt: r.get(2)?,
-                    parameters: serde_json::from_str(&params).unwrap_or_default(),
-                })
-            })
-            .optional()?;
+        let password = password_of(&self.conn, id)?;
         let roles = self
             .conn
             .prepare_cached("SELECT role_id FROM memberships WHERE user_id = ?1 ORDER BY role_id")?

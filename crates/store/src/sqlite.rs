@@ -895,56 +895,35 @@ fn otp_key(otp: &crate::model::OtpAddress) -> String {
 
 type Step = Result<(), Outcome>;
 
-fn write_account(
+/// Overwrites the account columns and the (already merged) profile of an existing user.
+fn update_account(
     sp: &Connection,
-    user_id: Option<i64>,
+    user_id: i64,
+    profile: &Map<String, Value>,
     r: &ImportRecord,
     stamp: &str,
-) -> rusqlite::Result<Result<i64, Outcome>> {
+) -> rusqlite::Result<Step> {
     let a = &r.account;
     let normalized = a.user_name.as_deref().map(normalize);
-    let lockout = a.lockout_end.map(|t| t.to_rfc3339());
-    let profile = serde_json::to_string(&r.profile).expect("a JSON map serialises");
-    let ok = match user_id {
-        None => try_insert(
-            sp,
-            "INSERT INTO users (subject_id, profile, user_name, normalized_user_name, email_confirmed, phone_number_confirmed,
-                two_factor_enabled, lockout_end, lockout_enabled, access_failed_count, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
-            params![
-                r.subject_id.as_str(),
-                profile,
-                a.user_name,
-                normalized,
-                a.email_confirmed,
-                a.phone_number_confirmed,
-                a.two_factor_enabled,
-                lockout,
-                a.lockout_enabled,
-                a.access_failed_count,
-                stamp
-            ],
-        )?,
-        Some(id) => try_insert(
-            sp,
-            "UPDATE users SET profile = ?2, user_name = ?3, normalized_user_name = ?4, email_confirmed = ?5,
-                phone_number_confirmed = ?6, two_factor_enabled = ?7, lockout_end = ?8, lockout_enabled = ?9,
-                access_failed_count = ?10, updated_at = ?11 WHERE id = ?1",
-            params![
-                id,
-                profile,
-                a.user_name,
-                normalized,
-                a.email_confirmed,
-                a.phone_number_confirmed,
-                a.two_factor_enabled,
-                lockout,
-                a.lockout_enabled,
-                a.access_failed_count,
-                stamp
-            ],
-        )?,
-    };
+    let ok = try_insert(
+        sp,
+        "UPDATE users SET profile = ?2, user_name = ?3, normalized_user_name = ?4, email_confirmed = ?5,
+            phone_number_confirmed = ?6, two_factor_enabled = ?7, lockout_end = ?8, lockout_enabled = ?9,
+            access_failed_count = ?10, updated_at = ?11 WHERE id = ?1",
+        params![
+            user_id,
+            serde_json::to_string(profile).expect("a JSON map serialises"),
+            a.user_name,
+            normalized,
+            a.email_confirmed,
+            a.phone_number_confirmed,
+            a.two_factor_enabled,
+            a.lockout_end.map(|t| t.to_rfc3339()),
+            a.lockout_enabled,
+            a.access_failed_count,
+            stamp
+        ],
+    )?;
     if !ok {
         let other = owner(
             sp,
@@ -960,20 +939,14 @@ fn write_account(
             ),
         )));
     }
-    Ok(Ok(user_id.unwrap_or_else(|| sp.last_insert_rowid())))
+    Ok(Ok(()))
 }
 
-fn write_unique_keys(
-    sp: &Connection,
-    user_id: i64,
-    r: &ImportRecord,
-    replace: bool,
-) -> rusqlite::Result<Step> {
+/// Replaces the user's value of each unique attribute the record has.
+fn replace_unique_keys(sp: &Connection, user_id: i64, r: &ImportRecord) -> rusqlite::Result<Step> {
     for (code, value) in &r.unique_keys {
-        if replace {
-            sp.prepare_cached("DELETE FROM unique_keys WHERE user_id = ?1 AND attribute = ?2")?
-                .execute(params![user_id, code])?;
-        }
+        sp.prepare_cached("DELETE FROM unique_keys WHERE user_id = ?1 AND attribute = ?2")?
+            .execute(params![user_id, code])?;
         if !try_insert(
             sp,
             "INSERT INTO unique_keys (attribute, value, user_id) VALUES (?1, ?2, ?3)",
@@ -1020,12 +993,7 @@ fn write_password(
 
 /// Authenticators: new ones are added; one that belongs to another subject fails the
 /// record. Recovery codes replace the old ones; TOTP devices keep the first of a name.
-fn write_authenticators(
-    sp: &Connection,
-    user_id: i64,
-    r: &ImportRecord,
-    merging: bool,
-) -> rusqlite::Result<Step> {
+fn merge_authenticators(sp: &Connection, user_id: i64, r: &ImportRecord) -> rusqlite::Result<Step> {
     let conflict = |what: String, other: Option<i64>| -> rusqlite::Result<Step> {
         Ok(Err(Outcome::failed(
             Reason::AuthenticatorKeyConflict,
@@ -1071,15 +1039,13 @@ fn write_authenticators(
         }
     }
     for pk in &r.passkeys {
-        if merging {
-            let same_name = owner(
-                sp,
-                "SELECT 1 FROM passkeys WHERE user_id = ?1 AND name = ?2",
-                params![user_id, pk.name],
-            )?;
-            if same_name.is_some() {
-                continue;
-            }
+        let same_name = owner(
+            sp,
+            "SELECT 1 FROM passkeys WHERE user_id = ?1 AND name = ?2",
+            params![user_id, pk.name],
+        )?;
+        if same_name.is_some() {
+            continue;
         }
         sp.prepare_cached(
             "INSERT OR IGNORE INTO passkeys (credential_id, user_id, public_key_cose, algorithm, sign_count, backup_eligible, backed_up, aaguid, name)
@@ -1114,10 +1080,8 @@ fn write_authenticators(
         .execute(params![user_id, t.name, t.key])?;
     }
     if !r.hashed_recovery_codes.is_empty() {
-        if merging {
-            sp.prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?1")?
-                .execute([user_id])?;
-        }
+        sp.prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?1")?
+            .execute([user_id])?;
         for c in &r.hashed_recovery_codes {
             sp.prepare_cached("INSERT INTO recovery_codes (user_id, salt, hash, iterations) VALUES (?1, ?2, ?3, ?4)")?
                 .execute(params![user_id, c.salt, c.hash, c.iterations])?;
@@ -1126,26 +1090,20 @@ fn write_authenticators(
     Ok(Ok(()))
 }
 
-fn write_memberships(sp: &Connection, user_id: i64, r: &ImportRecord) -> rusqlite::Result<Step> {
+/// Adds memberships; the caller has checked that every role exists.
+fn add_memberships(sp: &Connection, user_id: i64, r: &ImportRecord) -> rusqlite::Result<()> {
     for role in &r.roles {
-        if !try_insert(
-            sp,
-            "INSERT OR IGNORE INTO memberships (user_id, role_id) VALUES (?1, ?2)",
-            params![user_id, role.as_str()],
-        )? {
-            return Ok(Err(Outcome::failed(
-                Reason::MembershipRoleMissing,
-                format!("Role '{role}' does not exist."),
-            )));
-        }
+        sp.prepare_cached("INSERT OR IGNORE INTO memberships (user_id, role_id) VALUES (?1, ?2)")?
+            .execute(params![user_id, role.as_str()])?;
     }
-    Ok(Ok(()))
+    Ok(())
 }
 
 /// User Management's overwrite merge: profile overlaid per attribute (nothing removed),
 /// OTP addresses and external logins united, password replaced, passkeys added unless the
 /// same credential or name, TOTP first of a name wins, recovery codes replaced,
-/// memberships idempotent. All of it in the record's savepoint.
+/// memberships idempotent (the caller has checked the roles). All of it in the record's
+/// savepoint.
 fn merge(sp: &Connection, user_id: i64, r: &ImportRecord, stamp: &str) -> rusqlite::Result<Step> {
     let old: String = sp.query_row(
         "SELECT profile FROM users WHERE id = ?1",
@@ -1156,21 +1114,18 @@ fn merge(sp: &Connection, user_id: i64, r: &ImportRecord, stamp: &str) -> rusqli
     for (k, v) in &r.profile {
         profile.insert(k.clone(), v.clone());
     }
-    let merged = ImportRecord {
-        profile,
-        ..r.clone()
-    };
-    if let Err(o) = write_account(sp, Some(user_id), &merged, stamp)? {
+    if let Err(o) = update_account(sp, user_id, &profile, r, stamp)? {
         return Ok(Err(o));
     }
-    if let Err(o) = write_unique_keys(sp, user_id, r, true)? {
+    if let Err(o) = replace_unique_keys(sp, user_id, r)? {
         return Ok(Err(o));
     }
     write_password(sp, user_id, r, stamp)?;
-    if let Err(o) = write_authenticators(sp, user_id, r, true)? {
+    if let Err(o) = merge_authenticators(sp, user_id, r)? {
         return Ok(Err(o));
     }
-    write_memberships(sp, user_id, r)
+    add_memberships(sp, user_id, r)?;
+    Ok(Ok(()))
 }
 
 #[cfg(test)]

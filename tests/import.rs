@@ -238,6 +238,22 @@ fn a_second_load_skips_everything_and_overwrite_updates() {
         )
         .unwrap();
     assert_eq!(runs, 3);
+
+    // Smaller transactions: one log line per committed batch, and still no change.
+    let after_overwrite = table_dump(&store(&w));
+    let fourth = load(&w, &["--batch-size", "25"]);
+    assert!(
+        fourth
+            .stderr
+            .contains("Batch 1: created=0, updated=0, skipped=")
+            && fourth
+                .stderr
+                .contains("Batch 3: created=0, updated=0, skipped=")
+            && !fourth.stderr.contains("Batch 4:"),
+        "{}",
+        fourth.stderr
+    );
+    assert_eq!(table_dump(&store(&w)), after_overwrite);
 }
 
 fn edit_line(
@@ -392,6 +408,8 @@ fn a_killed_load_then_a_rerun_has_every_record_exactly_once() {
             &schema(SCIM),
             "--target",
             &w.arg("users.db"),
+            "--batch-size",
+            "500",
         ])
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -413,6 +431,13 @@ fn a_killed_load_then_a_rerun_has_every_record_exactly_once() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    let results_when_killed: i64 = store(&w)
+        .query_row("SELECT COUNT(*) FROM import_results", [], |r| r.get(0))
+        .unwrap();
+    assert!(
+        results_when_killed > 0 && results_when_killed < 6000,
+        "killed after {results_when_killed} records: the kill must land mid-load"
+    );
     let r = load(&w, &["--json"]);
     let summary: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
     let conn = store(&w);

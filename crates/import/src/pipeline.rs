@@ -61,8 +61,20 @@ pub fn run(
     opts: &Options,
     sink: &mut dyn FnMut(Vec<Mapped>) -> Result<()>,
 ) -> Result<()> {
+    run_with(bundle, mapper, opts, &|m| m, sink)
+}
+
+/// Like [`run`], but each mapped record also goes through `prepare` on the mapping
+/// threads, so that the sink's thread only does what must be done in order.
+pub fn run_with<T: Send>(
+    bundle: &BundleReader,
+    mapper: &Mapper,
+    opts: &Options,
+    prepare: &(dyn Fn(Mapped) -> T + Sync),
+    sink: &mut dyn FnMut(Vec<T>) -> Result<()>,
+) -> Result<()> {
     let (raw_tx, raw_rx) = sync_channel::<Result<Vec<Raw>>>(4);
-    let (mapped_tx, mapped_rx) = sync_channel::<Result<Vec<Mapped>>>(4);
+    let (mapped_tx, mapped_rx) = sync_channel::<Result<Vec<T>>>(4);
     let records = bundle.users()?;
     let limit = opts.limit.unwrap_or(u64::MAX);
     std::thread::scope(|scope| {
@@ -95,7 +107,7 @@ pub fn run(
             for chunk in raw_rx {
                 let mapped = chunk.map(|c| {
                     c.into_par_iter()
-                        .map(|raw| map_one(mapper, opts, raw))
+                        .map(|raw| prepare(map_one(mapper, opts, raw)))
                         .collect()
                 });
                 if mapped_tx.send(mapped).is_err() {

@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use crate::model::ImportRecord;
+use crate::model::{ImportRecord, OtpAddress, OtpChannel};
+use crate::normalize;
 
 /// What to do with a record whose subject already exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +88,9 @@ impl Reason {
     }
 }
 
-/// One record of a batch, with where it came from.
+/// One record of a batch, with where it came from. Make it with [`Item::new`], which
+/// also encodes the record's columns (profile JSON, normalized keys, timestamps) so that
+/// the work is done on the threads that build items, not on the store's single writer.
 #[derive(Debug)]
 pub struct Item {
     /// The subject id as written in the source (also for records that failed to map).
@@ -98,6 +101,54 @@ pub struct Item {
     pub line: u64,
     /// The record, or why it could not be made.
     pub record: Result<ImportRecord, String>,
+    pub(crate) encoded: Option<Encoded>,
+}
+
+/// The columns of a record as the store writes them.
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    pub(crate) profile: String,
+    pub(crate) normalized_user_name: Option<String>,
+    pub(crate) lockout_end: Option<String>,
+    pub(crate) password_parameters: Option<String>,
+    /// The key of each OTP address, in order.
+    pub(crate) otp_keys: Vec<String>,
+}
+
+impl Item {
+    /// An item for `record` found at `file:line`.
+    pub fn new(
+        subject: Option<String>,
+        file: String,
+        line: u64,
+        record: Result<ImportRecord, String>,
+    ) -> Item {
+        let encoded = record.as_ref().ok().map(|r| Encoded {
+            profile: serde_json::to_string(&r.profile).expect("a JSON map serialises"),
+            normalized_user_name: r.account.user_name.as_deref().map(normalize),
+            lockout_end: r.account.lockout_end.map(|t| t.to_rfc3339()),
+            password_parameters: r
+                .password
+                .as_ref()
+                .map(|p| serde_json::to_string(&p.parameters).expect("a JSON map serialises")),
+            otp_keys: r.otp_addresses.iter().map(otp_key).collect(),
+        });
+        Item {
+            subject,
+            file,
+            line,
+            record,
+            encoded,
+        }
+    }
+}
+
+/// The key an OTP address is unique by: e-mail ignoring case, phone digits as they are.
+pub(crate) fn otp_key(otp: &OtpAddress) -> String {
+    match otp.channel {
+        OtpChannel::Email => normalize(&otp.address),
+        OtpChannel::Sms => otp.address.clone(),
+    }
 }
 
 /// What happened to one record.

@@ -15,7 +15,11 @@
 //!
 //! let mut store = SqliteStore::open("users.db".as_ref())?;
 //! let run = store.begin_run("bundle/", Policy::Skip)?;
-//! // store.import_batch(run, items)? for each batch, then:
+//! {
+//!     let mut importer = store.importer(run, Policy::Skip)?;
+//!     // importer.write(&items)? for each chunk of `Item::new(…)`s, then now and then:
+//!     importer.commit()?;
+//! }
 //! store.finish_run(run, "completed")?;
 //! # Ok::<(), ferry_store::Error>(())
 //! ```
@@ -29,7 +33,7 @@ mod sqlite;
 
 pub use import::{Item, Outcome, Policy, Reason, Status};
 pub use model::*;
-pub use sqlite::{Error, RunId, Snapshot, SqliteStore, StoredUser};
+pub use sqlite::{Error, Importer, RunId, Snapshot, SqliteStore, StoredUser};
 
 /// Upper-cases a login name as ASP.NET's `UpperInvariantLookupNormalizer` does: simple
 /// case mapping, a character whose upper case is several characters is kept.

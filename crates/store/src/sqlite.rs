@@ -3,10 +3,10 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension as _, TransactionBehavior};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension as _};
 use serde_json::{Map, Value};
 
-use crate::import::{Item, Outcome, Policy, Reason, Status};
+use crate::import::{otp_key, Encoded, Item, Outcome, Policy, Reason, Status};
 use crate::model::{HashedPassword, ImportRecord, OtpChannel, RoleImport, TotpDevice};
 use crate::{normalize, schema};
 
@@ -261,10 +261,13 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Imports a batch in one transaction, each record inside its own savepoint: a
-    /// failing record never touches the others. `seq` numbers the first record's result.
-    /// A store busy with another writer is retried up to 3 attempts, then every record
-    /// of the batch fails with `ConcurrencyConflict`.
+    /// Starts writing records of `run` into the store: see [`Importer`].
+    pub fn importer(&mut self, run: RunId, policy: Policy) -> Result<Importer<'_>, Error> {
+        Importer::new(&self.conn, run, policy)
+    }
+
+    /// Imports `items` in one transaction and commits it; `seq` numbers the first
+    /// record's result. The same as one [`Importer::write`] and [`Importer::commit`].
     pub fn import_batch(
         &mut self,
         run: RunId,
@@ -272,119 +275,10 @@ impl SqliteStore {
         items: &[Item],
         seq: u64,
     ) -> Result<Vec<Outcome>, Error> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.try_batch(run, policy, items, seq) {
-                Err(Error::Sqlite(e)) if is_busy(&e) && attempt < 3 => continue,
-                Err(Error::Sqlite(e)) if is_busy(&e) => {
-                    let outcomes: Vec<Outcome> = items
-                        .iter()
-                        .map(|_| {
-                            Outcome::failed(
-                                Reason::ConcurrencyConflict,
-                                "Max retries exceeded for import.",
-                            )
-                        })
-                        .collect();
-                    self.record_results(run, items, &outcomes, seq)?;
-                    return Ok(outcomes);
-                }
-                other => return other,
-            }
-        }
-    }
-
-    fn record_results(
-        &mut self,
-        run: RunId,
-        items: &[Item],
-        outcomes: &[Outcome],
-        seq: u64,
-    ) -> Result<(), Error> {
-        let tx = self.conn.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO import_results (run_id, seq, subject_id, file, line, status, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            for (k, (item, o)) in items.iter().zip(outcomes).enumerate() {
-                stmt.execute(params![
-                    run.0,
-                    (seq + k as u64) as i64,
-                    item.subject,
-                    item.file,
-                    item.line as i64,
-                    o.status.as_str(),
-                    o.reason.map(Reason::as_str),
-                    o.message
-                ])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    fn try_batch(
-        &mut self,
-        run: RunId,
-        policy: Policy,
-        items: &[Item],
-        seq: u64,
-    ) -> Result<Vec<Outcome>, Error> {
-        // Foreign keys are enforced by construction on this path (children are written
-        // with the id of the user just inserted; roles are checked against `roles`), so
-        // SQLite's per-row checks are switched off for the batch and on again after it.
-        self.conn.pragma_update(None, "foreign_keys", false)?;
-        let result = self.write_batch(run, policy, items, seq);
-        self.conn.pragma_update(None, "foreign_keys", true)?;
-        result
-    }
-
-    fn write_batch(
-        &mut self,
-        run: RunId,
-        policy: Policy,
-        items: &[Item],
-        seq: u64,
-    ) -> Result<Vec<Outcome>, Error> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let stamp = now();
-        let roles: HashSet<String> = tx
-            .prepare_cached("SELECT id FROM roles")?
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        let mut outcomes = Vec::with_capacity(items.len());
-        {
-            let mut st = Stmts::prepare(&tx)?;
-            for (k, item) in items.iter().enumerate() {
-                let outcome = match &item.record {
-                    Err(message) => Outcome::failed(Reason::Invalid, message.clone()),
-                    Ok(record) => match insert_fresh(&mut st, record, &stamp, &roles)? {
-                        Fresh::Done(outcome) => outcome,
-                        Fresh::Exists(_) if policy == Policy::Skip => Outcome {
-                            status: Status::Skipped,
-                            reason: Some(Reason::ProfileAlreadyExists),
-                            message: Some(format!("subject {} already exists", record.subject_id)),
-                        },
-                        Fresh::Exists(user_id) => overwrite(&tx, user_id, record, &stamp, &roles)?,
-                    },
-                };
-                st.insert_result.execute(params![
-                    run.0,
-                    (seq + k as u64) as i64,
-                    item.subject,
-                    item.file,
-                    item.line as i64,
-                    outcome.status.as_str(),
-                    outcome.reason.map(Reason::as_str),
-                    outcome.message
-                ])?;
-                outcomes.push(outcome);
-            }
-        }
-        tx.commit()?;
+        let mut importer = self.importer(run, policy)?;
+        importer.seq = seq;
+        let outcomes = importer.write(items)?;
+        importer.commit()?;
         Ok(outcomes)
     }
 
@@ -490,8 +384,12 @@ impl SqliteStore {
         }
         for (code, value) in &r.unique_keys {
             let found = holder(
-                "SELECT u.subject_id FROM unique_keys k JOIN users u ON u.id = k.user_id WHERE k.attribute = ?1 AND k.value = ?2",
-                &[code, value],
+                &format!(
+                    "SELECT subject_id FROM users WHERE id IN (
+                        SELECT user_id FROM unique_keys WHERE attribute = ?1 AND value = ?2
+                        UNION ALL {IMPLICIT_HOLDER_OF}) AND subject_id != ?5 LIMIT 1"
+                ),
+                &[code, value, &normalize(value), &json_path(code), &me],
             )?;
             other(code, format!("attribute '{code}' value '{value}'"), found);
         }
@@ -575,7 +473,204 @@ impl SqliteStore {
     }
 }
 
-/// The statements of the insert path, prepared once per batch.
+/// Writes the records of an import run as they come: the first [`write`](Importer::write)
+/// after a [`commit`](Importer::commit) opens a transaction, and everything written until
+/// the next commit lands together or (after a crash) not at all, which a re-run then
+/// loads. Each record is atomic on its own: a record that fails leaves no row behind.
+///
+/// Opening the transaction is retried while another writer holds the store, up to 3
+/// attempts of the store's busy timeout each; after that the records of that write
+/// fail with `ConcurrencyConflict`. Foreign keys are enforced by construction while an
+/// importer lives (children get the id of the user just inserted, roles are checked),
+/// so SQLite's per-row checks are off until it is dropped; dropping it uncommitted
+/// rolls the open transaction back.
+pub struct Importer<'c> {
+    conn: &'c Connection,
+    st: Stmts<'c>,
+    run: RunId,
+    policy: Policy,
+    roles: HashSet<String>,
+    stamp: String,
+    seq: u64,
+    open: bool,
+}
+
+impl<'c> Importer<'c> {
+    fn new(conn: &'c Connection, run: RunId, policy: Policy) -> Result<Importer<'c>, Error> {
+        let roles = conn
+            .prepare("SELECT id FROM roles")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        conn.pragma_update(None, "foreign_keys", false)?;
+        let st = match Stmts::prepare(conn) {
+            Ok(st) => st,
+            Err(e) => {
+                conn.pragma_update(None, "foreign_keys", true)?;
+                return Err(e.into());
+            }
+        };
+        Ok(Importer {
+            conn,
+            st,
+            run,
+            policy,
+            roles,
+            stamp: now(),
+            seq: 0,
+            open: false,
+        })
+    }
+
+    /// Opens the transaction, retrying a busy store; `false` if it stayed busy.
+    fn begin(&mut self) -> Result<bool, Error> {
+        for _ in 0..3 {
+            match self.conn.execute_batch("BEGIN IMMEDIATE") {
+                Ok(()) => {
+                    self.open = true;
+                    self.stamp = now();
+                    return Ok(true);
+                }
+                Err(e) if is_busy(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Writes `items` in order and returns their outcomes. A record fails on its own
+    /// (with a reason naming the conflict); an `Err` is the store itself failing.
+    pub fn write(&mut self, items: &[Item]) -> Result<Vec<Outcome>, Error> {
+        if !self.open && !self.begin()? {
+            self.seq += items.len() as u64;
+            return Ok(items
+                .iter()
+                .map(|_| {
+                    Outcome::failed(
+                        Reason::ConcurrencyConflict,
+                        "Max retries exceeded for import.",
+                    )
+                })
+                .collect());
+        }
+        let mut outcomes = Vec::with_capacity(items.len());
+        let mut pending = Vec::with_capacity(items.len());
+        for item in items {
+            let (record, encoded) = match (&item.record, &item.encoded) {
+                (Ok(record), Some(encoded)) => (record, encoded),
+                (Err(message), _) => {
+                    outcomes.push(Outcome::failed(Reason::Invalid, message.clone()));
+                    continue;
+                }
+                (Ok(_), None) => unreachable!("Item::new encodes every record"),
+            };
+            let fresh = insert_fresh(&mut self.st, record, encoded, &self.stamp, &self.roles)?;
+            outcomes.push(match fresh {
+                Fresh::Created(user_id) => {
+                    pending.push((user_id, item));
+                    Outcome::created()
+                }
+                Fresh::Failed(outcome) => outcome,
+                Fresh::Exists(_) if self.policy == Policy::Skip => Outcome {
+                    status: Status::Skipped,
+                    reason: Some(Reason::ProfileAlreadyExists),
+                    message: Some(format!("subject {} already exists", record.subject_id)),
+                },
+                Fresh::Exists(user_id) => {
+                    // The user may have been created earlier in this chunk.
+                    self.flush_pending(&mut pending)?;
+                    overwrite(self.conn, user_id, record, &self.stamp, &self.roles)?
+                }
+            });
+        }
+        self.flush_pending(&mut pending)?;
+        self.record_results(items, &outcomes)?;
+        Ok(outcomes)
+    }
+
+    /// Writes the rows of created records that no key can conflict on: the password,
+    /// TOTP devices, recovery codes and memberships, many rows to a statement.
+    fn flush_pending(&mut self, pending: &mut Vec<(i64, &Item)>) -> Result<(), Error> {
+        let stamp = self.stamp.as_str();
+        let with_password: Vec<_> = pending
+            .iter()
+            .filter_map(|(id, item)| {
+                let (Ok(r), Some(e)) = (&item.record, &item.encoded) else {
+                    return None;
+                };
+                Some((*id, r.password.as_ref()?, e.password_parameters.as_deref()?))
+            })
+            .collect();
+        self.st
+            .insert_passwords
+            .run(with_password.len(), |stmt, at, row| {
+                let (id, p, parameters) = with_password[row];
+                stmt.raw_bind_parameter(at, id)?;
+                stmt.raw_bind_parameter(at + 1, &p.algorithm)?;
+                stmt.raw_bind_parameter(at + 2, &p.hash)?;
+                stmt.raw_bind_parameter(at + 3, &p.salt)?;
+                stmt.raw_bind_parameter(at + 4, parameters)?;
+                stmt.raw_bind_parameter(at + 5, stamp)
+            })?;
+        for (user_id, item) in pending.iter() {
+            let Ok(r) = &item.record else { continue };
+            for t in &r.totp_devices {
+                self.st
+                    .insert_totp
+                    .execute(params![user_id, t.name, t.key])?;
+            }
+            for c in &r.hashed_recovery_codes {
+                self.st
+                    .insert_recovery
+                    .execute(params![user_id, c.salt, c.hash, c.iterations])?;
+            }
+            for role in &r.roles {
+                self.st
+                    .insert_membership
+                    .execute(params![user_id, role.as_str()])?;
+            }
+        }
+        pending.clear();
+        Ok(())
+    }
+
+    /// Writes the result rows of `items`.
+    fn record_results(&mut self, items: &[Item], outcomes: &[Outcome]) -> Result<(), Error> {
+        let (run, seq) = (self.run.0, self.seq as i64);
+        self.st.insert_results.run(items.len(), |stmt, at, row| {
+            let (item, outcome) = (&items[row], &outcomes[row]);
+            stmt.raw_bind_parameter(at, run)?;
+            stmt.raw_bind_parameter(at + 1, seq + row as i64)?;
+            stmt.raw_bind_parameter(at + 2, &item.subject)?;
+            stmt.raw_bind_parameter(at + 3, &item.file)?;
+            stmt.raw_bind_parameter(at + 4, item.line as i64)?;
+            stmt.raw_bind_parameter(at + 5, outcome.status.as_str())?;
+            stmt.raw_bind_parameter(at + 6, outcome.reason.map(Reason::as_str))?;
+            stmt.raw_bind_parameter(at + 7, &outcome.message)
+        })?;
+        self.seq += items.len() as u64;
+        Ok(())
+    }
+
+    /// Commits what was written since the last commit.
+    pub fn commit(&mut self) -> Result<(), Error> {
+        if self.open {
+            self.conn.execute_batch("COMMIT")?;
+            self.open = false;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Importer<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        let _ = self.conn.pragma_update(None, "foreign_keys", true);
+    }
+}
+
+/// The statements of the insert path, prepared once per importer.
 struct Stmts<'c> {
     insert_user: rusqlite::Statement<'c>,
     user_by_subject: rusqlite::Statement<'c>,
@@ -584,7 +679,7 @@ struct Stmts<'c> {
     delete_user: Vec<rusqlite::Statement<'c>>,
     insert_unique: rusqlite::Statement<'c>,
     unique_holder: rusqlite::Statement<'c>,
-    insert_password: rusqlite::Statement<'c>,
+    implicit_holder: rusqlite::Statement<'c>,
     insert_otp: rusqlite::Statement<'c>,
     otp_holder: rusqlite::Statement<'c>,
     insert_login: rusqlite::Statement<'c>,
@@ -594,7 +689,63 @@ struct Stmts<'c> {
     insert_totp: rusqlite::Statement<'c>,
     insert_recovery: rusqlite::Statement<'c>,
     insert_membership: rusqlite::Statement<'c>,
-    insert_result: rusqlite::Statement<'c>,
+    insert_passwords: MultiInsert<'c>,
+    insert_results: MultiInsert<'c>,
+}
+
+/// An INSERT of many rows per statement, for tables written row after row: executing
+/// a statement costs more than the row it writes.
+struct MultiInsert<'c> {
+    one: rusqlite::Statement<'c>,
+    many: rusqlite::Statement<'c>,
+    columns: usize,
+}
+
+impl<'c> MultiInsert<'c> {
+    /// Rows per statement.
+    const ROWS: usize = 50;
+
+    /// `into` is `table (column, …)` with `columns` columns.
+    fn prepare(c: &'c Connection, into: &str, columns: usize) -> rusqlite::Result<Self> {
+        let sql = |rows: usize| {
+            let values: Vec<String> = (0..rows)
+                .map(|r| {
+                    let p: Vec<String> = (1..=columns)
+                        .map(|k| format!("?{}", r * columns + k))
+                        .collect();
+                    format!("({})", p.join(", "))
+                })
+                .collect();
+            format!("INSERT INTO {into} VALUES {}", values.join(", "))
+        };
+        Ok(MultiInsert {
+            one: c.prepare(&sql(1))?,
+            many: c.prepare(&sql(Self::ROWS))?,
+            columns,
+        })
+    }
+
+    /// Inserts `rows` rows: `bind(statement, first, row)` binds the columns of row `row`
+    /// as parameters `first`, `first + 1`, ….
+    fn run(
+        &mut self,
+        rows: usize,
+        mut bind: impl FnMut(&mut rusqlite::Statement<'c>, usize, usize) -> rusqlite::Result<()>,
+    ) -> rusqlite::Result<()> {
+        let mut row = 0;
+        while rows - row >= Self::ROWS {
+            for k in 0..Self::ROWS {
+                bind(&mut self.many, 1 + k * self.columns, row + k)?;
+            }
+            self.many.raw_execute()?;
+            row += Self::ROWS;
+        }
+        for row in row..rows {
+            bind(&mut self.one, 1, row)?;
+            self.one.raw_execute()?;
+        }
+        Ok(())
+    }
 }
 
 impl<'c> Stmts<'c> {
@@ -615,9 +766,7 @@ impl<'c> Stmts<'c> {
                 .collect::<rusqlite::Result<_>>()?,
             insert_unique: c.prepare("INSERT OR IGNORE INTO unique_keys (attribute, value, user_id) VALUES (?1, ?2, ?3)")?,
             unique_holder: c.prepare("SELECT user_id FROM unique_keys WHERE attribute = ?1 AND value = ?2")?,
-            insert_password: c.prepare(
-                "INSERT OR REPLACE INTO passwords (user_id, algorithm, hash, salt, parameters, set_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?,
+            implicit_holder: c.prepare(IMPLICIT_HOLDER)?,
             insert_otp: c.prepare(
                 "INSERT OR IGNORE INTO otp_addresses (channel, normalized, address, verified, user_id) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?,
@@ -634,8 +783,15 @@ impl<'c> Stmts<'c> {
             insert_totp: c.prepare("INSERT OR IGNORE INTO totp_devices (user_id, name, key) VALUES (?1, ?2, ?3)")?,
             insert_recovery: c.prepare("INSERT INTO recovery_codes (user_id, salt, hash, iterations) VALUES (?1, ?2, ?3, ?4)")?,
             insert_membership: c.prepare("INSERT OR IGNORE INTO memberships (user_id, role_id) VALUES (?1, ?2)")?,
-            insert_result: c.prepare(
-                "INSERT INTO import_results (run_id, seq, subject_id, file, line, status, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            insert_passwords: MultiInsert::prepare(
+                c,
+                "passwords (user_id, algorithm, hash, salt, parameters, set_at)",
+                6,
+            )?,
+            insert_results: MultiInsert::prepare(
+                c,
+                "import_results (run_id, seq, subject_id, file, line, status, reason, message)",
+                8,
             )?,
         })
     }
@@ -666,10 +822,40 @@ const USER_TABLES: [(&str, &str); 9] = [
     ("users", "id"),
 ];
 
+/// Whether a unique attribute value is carried by the user row instead of a row of
+/// `unique_keys`: a string attribute whose value is the user's own user name (as
+/// `userName` is under the default mapping). The user-name index already keeps that value
+/// unique, ignoring case, which is stricter; writing it twice would double the work of
+/// every insert.
+fn carried_by_user_name(r: &ImportRecord, code: &str, value: &str) -> bool {
+    r.account.user_name.as_deref() == Some(value)
+        && matches!(r.profile.get(code), Some(Value::String(s)) if s == value)
+}
+
+/// The JSON path of attribute `code` in a profile.
+fn json_path(code: &str) -> String {
+    format!("$.\"{code}\"")
+}
+
+/// The user that carries attribute value `?2` by its user name (see
+/// [`carried_by_user_name`]): `?1` the value normalized, `?3` the attribute's JSON path.
+const IMPLICIT_HOLDER: &str =
+    "SELECT id FROM users WHERE normalized_user_name = ?1 AND user_name = ?2
+     AND json_type(profile, ?3) = 'text' AND json_extract(profile, ?3) = ?2";
+
+/// [`IMPLICIT_HOLDER`] with the parameters of `conflicts`: `?2` the value, `?3` it
+/// normalized, `?4` the JSON path.
+const IMPLICIT_HOLDER_OF: &str =
+    "SELECT id FROM users WHERE normalized_user_name = ?3 AND user_name = ?2
+     AND json_type(profile, ?4) = 'text' AND json_extract(profile, ?4) = ?2";
+
 /// The result of inserting a record as a new user.
 enum Fresh {
-    /// Created, or failed (with nothing left behind).
-    Done(Outcome),
+    /// Created with this row id: its keys are in; the rows no key can conflict on
+    /// (password, TOTP devices, recovery codes, memberships) are for the caller to write.
+    Created(i64),
+    /// Failed, with nothing left behind.
+    Failed(Outcome),
     /// The subject exists: its row id.
     Exists(i64),
 }
@@ -681,26 +867,27 @@ enum Fresh {
 fn insert_fresh(
     st: &mut Stmts<'_>,
     r: &ImportRecord,
+    e: &Encoded,
     stamp: &str,
     roles: &HashSet<String>,
 ) -> rusqlite::Result<Fresh> {
     if let Some(role) = r.roles.iter().find(|role| !roles.contains(role.as_str())) {
-        return Ok(Fresh::Done(Outcome::failed(
+        return Ok(Fresh::Failed(Outcome::failed(
             Reason::MembershipRoleMissing,
             format!("Role '{role}' does not exist."),
         )));
     }
     let a = &r.account;
-    let normalized = a.user_name.as_deref().map(normalize);
+    let normalized = &e.normalized_user_name;
     let inserted = st.insert_user.insert(params![
         r.subject_id.as_str(),
-        serde_json::to_string(&r.profile).expect("a JSON map serialises"),
+        e.profile,
         a.user_name,
         normalized,
         a.email_confirmed,
         a.phone_number_confirmed,
         a.two_factor_enabled,
-        a.lockout_end.map(|t| t.to_rfc3339()),
+        e.lockout_end,
         a.lockout_enabled,
         a.access_failed_count,
         stamp
@@ -720,9 +907,9 @@ fn insert_fresh(
         }
         let holder = st
             .user_by_name
-            .query_row([&normalized], |row| row.get(0))
+            .query_row([normalized], |row| row.get(0))
             .optional()?;
-        return Ok(Fresh::Done(Outcome::failed(
+        return Ok(Fresh::Failed(Outcome::failed(
             Reason::ProfileUniqueKeyConflict,
             format!(
                 "user name '{}' is already used by subject {}",
@@ -740,36 +927,34 @@ fn insert_fresh(
         for delete in st.delete_user.iter_mut() {
             delete.execute([user_id])?;
         }
-        Ok(Fresh::Done(Outcome::failed(reason, message)))
+        Ok(Fresh::Failed(Outcome::failed(reason, message)))
     };
     for (code, value) in &r.unique_keys {
-        if st.insert_unique.execute(params![code, value, user_id])? == 0 {
-            let holder = st
-                .unique_holder
+        // A value just written as a key row may still be carried by another user's user
+        // name; any other value may be held as a key row.
+        let written = !carried_by_user_name(r, code, value)
+            && st.insert_unique.execute(params![code, value, user_id])? == 1;
+        let holder = if written {
+            st.implicit_holder
+                .query_row(params![normalize(value), value, json_path(code)], |row| {
+                    row.get(0)
+                })
+                .optional()?
+        } else {
+            st.unique_holder
                 .query_row(params![code, value], |row| row.get(0))
-                .optional()?;
-            if holder != Some(user_id) {
-                return conflict(
-                    st,
-                    Reason::ProfileUniqueKeyConflict,
-                    format!("attribute '{code}' value '{value}'"),
-                    holder,
-                );
-            }
+                .optional()?
+        };
+        if holder.is_some_and(|h| h != user_id) {
+            return conflict(
+                st,
+                Reason::ProfileUniqueKeyConflict,
+                format!("attribute '{code}' value '{value}'"),
+                holder,
+            );
         }
     }
-    if let Some(p) = &r.password {
-        st.insert_password.execute(params![
-            user_id,
-            p.algorithm,
-            p.hash,
-            p.salt,
-            serde_json::to_string(&p.parameters).expect("a JSON map serialises"),
-            stamp
-        ])?;
-    }
-    for otp in &r.otp_addresses {
-        let key = otp_key(otp);
+    for (otp, key) in r.otp_addresses.iter().zip(&e.otp_keys) {
         if st.insert_otp.execute(params![
             otp.channel.as_str(),
             key,
@@ -833,18 +1018,7 @@ fn insert_fresh(
             }
         }
     }
-    for t in &r.totp_devices {
-        st.insert_totp.execute(params![user_id, t.name, t.key])?;
-    }
-    for c in &r.hashed_recovery_codes {
-        st.insert_recovery
-            .execute(params![user_id, c.salt, c.hash, c.iterations])?;
-    }
-    for role in &r.roles {
-        st.insert_membership
-            .execute(params![user_id, role.as_str()])?;
-    }
-    Ok(Fresh::Done(Outcome::created()))
+    Ok(Fresh::Created(user_id))
 }
 
 /// Merges a record into an existing user inside a savepoint.
@@ -882,14 +1056,6 @@ fn overwrite(
             conn.execute_batch("ROLLBACK TO record; RELEASE record")?;
             Ok(failure)
         }
-    }
-}
-
-/// The key an OTP address is unique by: e-mail ignoring case, phone digits as they are.
-fn otp_key(otp: &crate::model::OtpAddress) -> String {
-    match otp.channel {
-        OtpChannel::Email => normalize(&otp.address),
-        OtpChannel::Sms => otp.address.clone(),
     }
 }
 
@@ -947,21 +1113,37 @@ fn replace_unique_keys(sp: &Connection, user_id: i64, r: &ImportRecord) -> rusql
     for (code, value) in &r.unique_keys {
         sp.prepare_cached("DELETE FROM unique_keys WHERE user_id = ?1 AND attribute = ?2")?
             .execute(params![user_id, code])?;
-        if !try_insert(
-            sp,
-            "INSERT INTO unique_keys (attribute, value, user_id) VALUES (?1, ?2, ?3)",
-            params![code, value, user_id],
-        )? {
-            let other = owner(
+        let explicit = || {
+            owner(
                 sp,
                 "SELECT user_id FROM unique_keys WHERE attribute = ?1 AND value = ?2",
                 params![code, value],
+            )
+        };
+        // A value just written as a key row may still be carried by another user's user
+        // name; any other value may be held as a key row.
+        let written = !carried_by_user_name(r, code, value)
+            && try_insert(
+                sp,
+                "INSERT INTO unique_keys (attribute, value, user_id) VALUES (?1, ?2, ?3)",
+                params![code, value, user_id],
             )?;
+        let holder = if written {
+            sp.prepare_cached(IMPLICIT_HOLDER)?
+                .query_map(params![normalize(value), value, json_path(code)], |row| {
+                    row.get::<_, i64>(0)
+                })?
+                .find(|h| !matches!(h, Ok(h) if *h == user_id))
+                .transpose()?
+        } else {
+            explicit()?
+        };
+        if holder.is_some_and(|h| h != user_id) {
             return Ok(Err(Outcome::failed(
                 Reason::ProfileUniqueKeyConflict,
                 format!(
                     "attribute '{code}' value '{value}' is already used by subject {}",
-                    subject_of(sp, other)?
+                    subject_of(sp, holder)?
                 ),
             )));
         }
@@ -1171,12 +1353,7 @@ mod tests {
     }
 
     fn item(r: ImportRecord) -> Item {
-        Item {
-            subject: Some(r.subject_id.to_string()),
-            file: "f".into(),
-            line: 1,
-            record: Ok(r),
-        }
+        Item::new(Some(r.subject_id.to_string()), "f".into(), 1, Ok(r))
     }
 
     fn rows(store: &SqliteStore) -> Vec<i64> {
@@ -1240,6 +1417,72 @@ mod tests {
             .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
             .unwrap();
         assert_eq!(fk, 1);
+    }
+
+    #[test]
+    fn a_unique_value_carried_by_a_user_name_still_conflicts_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let run = store.begin_run("b", Policy::Skip).unwrap();
+        // `userName` set to another value than the account's user name, as a custom
+        // mapping may do.
+        let named = |subject: &str, user: &str, attribute: &str| {
+            let mut r = record(subject, user, &format!("{subject}@x.org"));
+            r.profile
+                .insert("userName".into(), Value::String(attribute.into()));
+            r.unique_keys = vec![("userName".into(), attribute.into())];
+            item(r)
+        };
+        let out = store
+            .import_batch(
+                run,
+                Policy::Skip,
+                &[
+                    named("s1", "alice", "alice"), // carried by the user row
+                    named("s2", "bob", "alice"),   // a key row: alice carries it
+                    named("s3", "carol", "dave"),  // a key row
+                    named("s4", "dave", "dave"),   // carried: carol's row holds it
+                    named("s5", "erin", "Alice"),  // values compare exactly
+                ],
+                0,
+            )
+            .unwrap();
+        let messages: Vec<_> = out.iter().map(|o| o.message.as_deref()).collect();
+        assert_eq!(
+            messages,
+            [
+                None,
+                Some("attribute 'userName' value 'alice' is already used by subject s1"),
+                None,
+                Some("attribute 'userName' value 'dave' is already used by subject s3"),
+                None,
+            ]
+        );
+        let keys: Vec<String> = store
+            .connection()
+            .prepare("SELECT value FROM unique_keys ORDER BY value")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(keys, ["Alice", "dave"]);
+        // validate --target sees the same conflicts.
+        let mut again = record("s9", "zed", "z@x.org");
+        again
+            .profile
+            .insert("userName".into(), Value::String("alice".into()));
+        again.unique_keys = vec![("userName".into(), "alice".into())];
+        let found = store.conflicts(&again).unwrap();
+        assert_eq!(
+            found,
+            [(
+                "userName".to_string(),
+                "attribute 'userName' value 'alice' is already used by subject s1 in the target"
+                    .to_string(),
+                true
+            )]
+        );
     }
 
     #[test]

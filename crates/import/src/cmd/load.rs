@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use ferry_store::{Item, Policy, RunId, SqliteStore, Status};
+use ferry_store::{Importer, Item, Policy, SqliteStore, Status};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::pipeline::{self, problem_line, Options};
@@ -14,8 +14,8 @@ use crate::{setup, ExitStatus};
 /// Load a bundle into the User Management store.
 ///
 /// Roles come first, from roles.ndjson (a role's name becomes its role id). Then every
-/// user record is mapped, checked and written in its own savepoint inside batch
-/// transactions: a bad record is reported and never stops the others, and a crash or a
+/// user record is mapped, checked and written atomically inside batch transactions
+/// (`--batch-size`): a bad record is reported and never stops the others, and a crash or a
 /// kill loses at most the batch in flight, which a re-run then loads.
 ///
 /// A record whose subject already exists is Skipped (the default, so a re-run skips
@@ -50,6 +50,11 @@ pub struct Args {
     /// What to do with a subject that already exists.
     #[arg(long, value_enum, default_value_t = OnConflict::Skip)]
     pub on_conflict: OnConflict,
+    /// Records per store transaction. A commit writes every index page the transaction
+    /// touched, so fewer, larger transactions load faster; a crash or kill loses at most
+    /// the transaction in flight (a re-run loads it). Memory does not grow with it.
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
     /// Load only the first N records (test with a small batch first).
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
@@ -74,10 +79,6 @@ pub enum OnConflict {
 /// Failures printed one by one before the rest are only counted.
 const PRINTED_FAILURES: u64 = 50;
 
-/// Records per store transaction. Larger batches write each touched index page once per
-/// commit instead of many times; a crash loses at most one batch, which a re-run loads.
-const BATCH: usize = 25_000;
-
 #[derive(Default, Clone, Copy)]
 struct Counts {
     created: u64,
@@ -86,41 +87,70 @@ struct Counts {
     failed: u64,
 }
 
-/// Collects records into batches and writes each batch in one store transaction.
-struct Loader<'a> {
-    store: &'a mut SqliteStore,
-    run: RunId,
-    policy: Policy,
+/// A mapped record made ready for the store on the mapping threads.
+struct Prepared {
+    /// The record's warnings, formatted.
+    warnings: Vec<String>,
+    item: Item,
+}
+
+fn prepare(m: pipeline::Mapped) -> Prepared {
+    let warnings = m
+        .problems
+        .iter()
+        .filter(|p| p.severity == ferry_schema::map::Severity::Warning)
+        .map(|p| problem_line(&m, p))
+        .collect();
+    let message = m.message();
+    Prepared {
+        warnings,
+        item: Item::new(
+            m.subject,
+            m.location.file,
+            m.location.line,
+            m.record.ok_or(message),
+        ),
+    }
+}
+
+/// Writes chunks of records as they come and commits every `batch_size` records, so that
+/// mapping (on the other threads) and writing overlap.
+struct Loader<'a, 's> {
+    importer: Importer<'s>,
     json: bool,
     progress: &'a ProgressBar,
     log_batches: bool,
     report: Option<&'a mut csv::Writer<std::fs::File>>,
-    seq: u64,
+    batch_size: u64,
     batch_no: u64,
+    /// Records written since the last commit, and what became of them.
+    in_batch: u64,
+    batch: Counts,
     counts: Counts,
-    pending: Vec<Item>,
 }
 
-impl Loader<'_> {
-    fn flush(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
+impl Loader<'_, '_> {
+    fn write(&mut self, mut items: &[Item]) -> Result<()> {
+        while !items.is_empty() {
+            let room = (self.batch_size - self.in_batch).min(items.len() as u64) as usize;
+            let (now, rest) = items.split_at(room);
+            self.write_batch_part(now)?;
+            items = rest;
         }
-        let items = std::mem::take(&mut self.pending);
-        self.batch_no += 1;
-        let outcomes = self
-            .store
-            .import_batch(self.run, self.policy, &items, self.seq)?;
-        self.seq += items.len() as u64;
-        let mut batch = Counts::default();
+        Ok(())
+    }
+
+    /// Writes records that fit in the current batch, and commits it when it is full.
+    fn write_batch_part(&mut self, items: &[Item]) -> Result<()> {
+        let outcomes = self.importer.write(items)?;
         for (item, o) in items.iter().zip(&outcomes) {
             match o.status {
-                Status::Created => batch.created += 1,
-                Status::Updated => batch.updated += 1,
-                Status::Skipped => batch.skipped += 1,
+                Status::Created => self.batch.created += 1,
+                Status::Updated => self.batch.updated += 1,
+                Status::Skipped => self.batch.skipped += 1,
                 Status::Failed => {
-                    batch.failed += 1;
-                    if self.counts.failed + batch.failed <= PRINTED_FAILURES && !self.json {
+                    self.batch.failed += 1;
+                    if self.counts.failed + self.batch.failed <= PRINTED_FAILURES && !self.json {
                         self.progress.suspend(|| {
                             eprintln!(
                                 "FAILED {} ({}:{}): {}",
@@ -146,6 +176,21 @@ impl Loader<'_> {
                 }
             }
         }
+        self.in_batch += items.len() as u64;
+        if self.in_batch >= self.batch_size {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        if self.in_batch == 0 {
+            return Ok(());
+        }
+        self.importer.commit()?;
+        self.batch_no += 1;
+        let batch = std::mem::take(&mut self.batch);
+        self.in_batch = 0;
         self.counts.created += batch.created;
         self.counts.updated += batch.updated;
         self.counts.skipped += batch.skipped;
@@ -209,53 +254,42 @@ pub fn run(args: Args) -> Result<ExitStatus> {
         hash_recovery_codes: Some(iterations),
         limit: args.limit,
     };
-    let mut loader = Loader {
-        store: &mut store,
-        run,
-        policy,
-        json: args.json,
-        progress: &progress,
-        log_batches,
-        report: report.as_mut(),
-        seq: 0,
-        batch_no: 0,
-        counts: Counts::default(),
-        pending: Vec::with_capacity(BATCH),
-    };
-    pipeline::run(&bundle, &mapper, &opts, &mut |chunk| {
-        for m in &chunk {
-            for p in m
-                .problems
-                .iter()
-                .filter(|p| p.severity == ferry_schema::map::Severity::Warning)
-            {
-                if !args.json {
-                    progress.suspend(|| eprintln!("{}", problem_line(m, p)));
+    // The loader borrows the store until its block ends.
+    let counts = {
+        let mut loader = Loader {
+            importer: store.importer(run, policy)?,
+            json: args.json,
+            progress: &progress,
+            log_batches,
+            report: report.as_mut(),
+            batch_size: args.batch_size,
+            batch_no: 0,
+            in_batch: 0,
+            batch: Counts::default(),
+            counts: Counts::default(),
+        };
+        pipeline::run_with(&bundle, &mapper, &opts, &prepare, &mut |chunk| {
+            if !args.json {
+                for w in chunk.iter().flat_map(|p| &p.warnings) {
+                    progress.suspend(|| eprintln!("{w}"));
                 }
             }
-        }
-        progress.inc(chunk.len() as u64);
-        loader.pending.extend(chunk.into_iter().map(|m| {
-            let message = m.message();
-            Item {
-                subject: m.subject.clone(),
-                file: m.location.file.clone(),
-                line: m.location.line,
-                record: m.record.ok_or(message),
-            }
-        }));
-        if loader.pending.len() >= BATCH {
-            loader.flush()?;
-        }
-        Ok(())
-    })?;
-    loader.flush()?;
+            progress.inc(chunk.len() as u64);
+            let items: Vec<Item> = chunk.into_iter().map(|p| p.item).collect();
+            loader.write(&items)?;
+            // Freeing a chunk's records is work the writer need not wait for.
+            rayon::spawn(move || drop(items));
+            Ok(())
+        })?;
+        loader.commit()?;
+        loader.counts
+    };
     let Counts {
         created,
         updated,
         skipped,
         failed,
-    } = loader.counts;
+    } = counts;
     progress.finish_and_clear();
     store.finish_run(run, "completed")?;
     if let Some(mut w) = report {

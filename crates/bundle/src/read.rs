@@ -104,6 +104,12 @@ impl BundleReader {
         Ok(Records::new(self.dir.clone(), files))
     }
 
+    /// Streams the lines of the user parts unparsed (parse each with [`parse_record`]).
+    pub fn user_lines(&self) -> Lines {
+        let files = self.manifest.user_parts().map(|p| p.file.clone()).collect();
+        Lines::new(self.dir.clone(), files)
+    }
+
     /// Streams the roles of `roles.ndjson`.
     pub fn roles(&self) -> Result<Records<RoleRecord>, Error> {
         let files = self
@@ -177,20 +183,14 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, String, u64)> {
 
 /// A stream of records from one or more part files.
 pub struct Records<T> {
-    dir: PathBuf,
-    files: std::vec::IntoIter<String>,
-    current: Option<(String, BufReader<File>, u64)>,
-    buf: String,
+    lines: Lines,
     _t: std::marker::PhantomData<T>,
 }
 
 impl<T> Records<T> {
     fn new(dir: PathBuf, files: Vec<String>) -> Records<T> {
         Records {
-            dir,
-            files: files.into_iter(),
-            current: None,
-            buf: String::new(),
+            lines: Lines::new(dir, files),
             _t: std::marker::PhantomData,
         }
     }
@@ -198,6 +198,36 @@ impl<T> Records<T> {
 
 impl<T: serde::de::DeserializeOwned> Iterator for Records<T> {
     type Item = Result<(Location, Result<T, RecordError>), Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (location, line) = match self.lines.next()? {
+            Ok(l) => l,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(Ok((location, parse_record(&line))))
+    }
+}
+
+/// The non-blank lines of one or more part files, unparsed, each with its location: for
+/// callers that parse on other threads (with [`parse_record`]).
+pub struct Lines {
+    dir: PathBuf,
+    files: std::vec::IntoIter<String>,
+    current: Option<(String, BufReader<File>, u64)>,
+}
+
+impl Lines {
+    fn new(dir: PathBuf, files: Vec<String>) -> Lines {
+        Lines {
+            dir,
+            files: files.into_iter(),
+            current: None,
+        }
+    }
+}
+
+impl Iterator for Lines {
+    type Item = Result<(Location, String), Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -212,22 +242,22 @@ impl<T: serde::de::DeserializeOwned> Iterator for Records<T> {
                 }
             }
             let (file, reader, line) = self.current.as_mut().expect("open");
-            self.buf.clear();
-            match reader.read_line(&mut self.buf) {
+            let mut buf = String::new();
+            match reader.read_line(&mut buf) {
                 Ok(0) => {
                     self.current = None;
                     continue;
                 }
                 Ok(_) => {
                     *line += 1;
-                    if self.buf.trim().is_empty() {
+                    if buf.trim().is_empty() {
                         continue;
                     }
                     let location = Location {
                         file: file.clone(),
                         line: *line,
                     };
-                    return Some(Ok((location, parse_record(&self.buf))));
+                    return Some(Ok((location, buf)));
                 }
                 Err(e) => {
                     let path = self.dir.join(&*file);

@@ -5,7 +5,7 @@
 use std::sync::mpsc::sync_channel;
 
 use anyhow::Result;
-use ferry_bundle::read::RecordError;
+use ferry_bundle::read::{parse_record, RecordError};
 use ferry_bundle::{BundleReader, Location, UserRecord};
 use ferry_schema::map::Severity;
 use ferry_schema::{Mapper, Problem};
@@ -44,7 +44,8 @@ impl Mapped {
     }
 }
 
-type Raw = (Location, Result<UserRecord, RecordError>);
+/// A line of a user part, parsed on the mapping threads.
+type Raw = (Location, String);
 
 /// Options of a pipeline run.
 pub struct Options {
@@ -75,7 +76,7 @@ pub fn run_with<T: Send>(
 ) -> Result<()> {
     let (raw_tx, raw_rx) = sync_channel::<Result<Vec<Raw>>>(4);
     let (mapped_tx, mapped_rx) = sync_channel::<Result<Vec<T>>>(4);
-    let records = bundle.users()?;
+    let records = bundle.user_lines();
     let limit = opts.limit.unwrap_or(u64::MAX);
     std::thread::scope(|scope| {
         scope.spawn(move || {
@@ -122,7 +123,9 @@ pub fn run_with<T: Send>(
     })
 }
 
-fn map_one(mapper: &Mapper, opts: &Options, (location, parsed): Raw) -> Mapped {
+fn map_one(mapper: &Mapper, opts: &Options, (location, line): Raw) -> Mapped {
+    let parsed: Result<UserRecord, RecordError> = parse_record(&line);
+    drop(line);
     match parsed {
         Err(e) => Mapped {
             location,

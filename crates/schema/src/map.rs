@@ -202,10 +202,10 @@ impl Mapper {
         let mut profile = Map::new();
         for resolved in &self.rules {
             for (field, value) in source_values(r, &resolved.rule.from) {
-                match convert(&value, resolved.scalar) {
+                match convert(value, resolved.scalar) {
                     Ok(v) => apply(&mut profile, resolved, v),
                     Err(m) => problems.push(Problem::error(
-                        field,
+                        field.to_string(),
                         format!("{m} (for `{}`)", resolved.rule.to_text),
                     )),
                 }
@@ -408,14 +408,33 @@ pub fn column_value(r: &UserRecord, column: &str) -> Option<Value> {
     }
 }
 
+/// The bundle field a source value came from, formatted only when a problem names it.
+enum Field<'a> {
+    Column(&'a str),
+    Claim(usize),
+    Extra(&'a str),
+    Constant,
+}
+
+impl fmt::Display for Field<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Field::Column(c) => f.write_str(c),
+            Field::Claim(i) => write!(f, "Claims[{i}].Value"),
+            Field::Extra(c) => write!(f, "Extra.{c}"),
+            Field::Constant => Ok(()),
+        }
+    }
+}
+
 /// The values a rule reads, each with the bundle field it came from. Nulls and empty
 /// strings are not values.
-fn source_values(r: &UserRecord, from: &Source) -> Vec<(String, Value)> {
+fn source_values<'a>(r: &'a UserRecord, from: &'a Source) -> Vec<(Field<'a>, Value)> {
     let present = |v: &Value| !matches!(v, Value::Null) && v.as_str() != Some("");
     match from {
         Source::Column(c) => column_value(r, c)
             .filter(present)
-            .map(|v| (c.clone(), v))
+            .map(|v| (Field::Column(c), v))
             .into_iter()
             .collect(),
         Source::Claim(t) => r
@@ -423,27 +442,33 @@ fn source_values(r: &UserRecord, from: &Source) -> Vec<(String, Value)> {
             .iter()
             .enumerate()
             .filter(|(_, c)| c.claim_type.as_deref() == Some(t.as_str()))
-            .filter_map(|(i, c)| {
-                c.value
-                    .clone()
-                    .map(|v| (format!("Claims[{i}].Value"), Value::String(v)))
+            .filter_map(|(i, c)| match c.value.as_deref() {
+                None | Some("") => None,
+                Some(v) => Some((Field::Claim(i), Value::String(v.to_string()))),
             })
-            .filter(|(_, v)| present(v))
             .collect(),
         Source::Extra(c) => r
             .extra
             .get(c)
-            .cloned()
-            .filter(present)
-            .map(|v| (format!("Extra.{c}"), v))
+            .filter(|v| present(v))
+            .map(|v| (Field::Extra(c), v.clone()))
             .into_iter()
             .collect(),
-        Source::Value(v) => vec![(String::new(), v.clone())],
+        Source::Value(v) => vec![(Field::Constant, v.clone())],
     }
 }
 
 /// Converts a source value to the target scalar type.
-fn convert(v: &Value, t: ScalarType) -> Result<Value, String> {
+fn convert(v: Value, t: ScalarType) -> Result<Value, String> {
+    match (t, v) {
+        (ScalarType::String, Value::String(s)) => Ok(Value::String(s)),
+        (ScalarType::String, other) => Ok(Value::String(other.to_string())),
+        (t, v) => convert_typed(&v, t),
+    }
+}
+
+/// Converts a source value to a target type other than string.
+fn convert_typed(v: &Value, t: ScalarType) -> Result<Value, String> {
     let text = match v {
         Value::String(s) => Some(s.trim()),
         _ => None,
@@ -456,10 +481,10 @@ fn convert(v: &Value, t: ScalarType) -> Result<Value, String> {
         Err(format!("{shown} is not a {}", t.name()))
     };
     match t {
-        ScalarType::String => Ok(match v {
-            Value::String(s) => Value::String(s.clone()),
-            other => Value::String(other.to_string()),
-        }),
+        ScalarType::String => Ok(Value::String(match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })),
         ScalarType::Boolean => match (v, text) {
             (Value::Bool(b), _) => Ok(Value::Bool(*b)),
             (Value::Number(n), _) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => {

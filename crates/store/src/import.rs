@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use serde_json::Value;
+
 use crate::model::{ImportRecord, OtpAddress, OtpChannel};
 use crate::normalize;
 
@@ -113,6 +115,8 @@ pub(crate) struct Encoded {
     pub(crate) password_parameters: Option<String>,
     /// The key of each OTP address, in order.
     pub(crate) otp_keys: Vec<String>,
+    /// For each unique key, whether the user row carries it ([`carried_by_user_name`]).
+    pub(crate) carried: Vec<bool>,
 }
 
 impl Item {
@@ -132,6 +136,11 @@ impl Item {
                 .as_ref()
                 .map(|p| serde_json::to_string(&p.parameters).expect("a JSON map serialises")),
             otp_keys: r.otp_addresses.iter().map(otp_key).collect(),
+            carried: r
+                .unique_keys
+                .iter()
+                .map(|(code, value)| carried_by_user_name(r, code, value))
+                .collect(),
         });
         Item {
             subject,
@@ -141,6 +150,16 @@ impl Item {
             encoded,
         }
     }
+}
+
+/// Whether a unique attribute value is carried by the user row instead of a row of
+/// `unique_keys`: a string attribute whose value is the user's own user name (as
+/// `userName` is under the default mapping). The user-name index already keeps that value
+/// unique, ignoring case, which is stricter; writing it twice would double the work of
+/// every insert.
+pub(crate) fn carried_by_user_name(r: &ImportRecord, code: &str, value: &str) -> bool {
+    r.account.user_name.as_deref() == Some(value)
+        && matches!(r.profile.get(code), Some(Value::String(s)) if s == value)
 }
 
 /// The key an OTP address is unique by: e-mail ignoring case, phone digits as they are.

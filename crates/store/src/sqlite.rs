@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension as _};
 use serde_json::{Map, Value};
 
-use crate::import::{otp_key, Encoded, Item, Outcome, Policy, Reason, Status};
+use crate::import::{
+    carried_by_user_name, otp_key, Encoded, Item, Outcome, Policy, Reason, Status,
+};
 use crate::model::{HashedPassword, ImportRecord, OtpChannel, RoleImport, TotpDevice};
 use crate::{normalize, schema};
 
@@ -822,16 +824,6 @@ const USER_TABLES: [(&str, &str); 9] = [
     ("users", "id"),
 ];
 
-/// Whether a unique attribute value is carried by the user row instead of a row of
-/// `unique_keys`: a string attribute whose value is the user's own user name (as
-/// `userName` is under the default mapping). The user-name index already keeps that value
-/// unique, ignoring case, which is stricter; writing it twice would double the work of
-/// every insert.
-fn carried_by_user_name(r: &ImportRecord, code: &str, value: &str) -> bool {
-    r.account.user_name.as_deref() == Some(value)
-        && matches!(r.profile.get(code), Some(Value::String(s)) if s == value)
-}
-
 /// The JSON path of attribute `code` in a profile.
 fn json_path(code: &str) -> String {
     format!("$.\"{code}\"")
@@ -929,11 +921,10 @@ fn insert_fresh(
         }
         Ok(Fresh::Failed(Outcome::failed(reason, message)))
     };
-    for (code, value) in &r.unique_keys {
+    for ((code, value), carried) in r.unique_keys.iter().zip(&e.carried) {
         // A value just written as a key row may still be carried by another user's user
         // name; any other value may be held as a key row.
-        let written = !carried_by_user_name(r, code, value)
-            && st.insert_unique.execute(params![code, value, user_id])? == 1;
+        let written = !carried && st.insert_unique.execute(params![code, value, user_id])? == 1;
         let holder = if written {
             st.implicit_holder
                 .query_row(params![normalize(value), value, json_path(code)], |row| {

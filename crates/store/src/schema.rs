@@ -1,7 +1,8 @@
 //! The store's own tables, versioned with `PRAGMA user_version` and migrated forward.
 
 /// Migrations in order; migration `i` takes the store from version `i` to `i + 1`.
-pub(crate) const MIGRATIONS: &[&str] = &[r#"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -124,4 +125,23 @@ CREATE TABLE import_results (
     message    TEXT,
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
-"#];
+"#,
+    // v2: OTP addresses become a rowid table with a unique index on (channel, normalized). As a
+    // WITHOUT ROWID table every address was a whole row inserted in random order into the
+    // key's B-tree; the index holds only the key, half the pages for a load to dirty.
+    r#"
+CREATE TABLE otp_addresses_v2 (
+    channel    TEXT NOT NULL,
+    normalized TEXT NOT NULL,
+    address    TEXT NOT NULL,
+    verified   INTEGER NOT NULL,
+    user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    UNIQUE (channel, normalized)
+);
+INSERT INTO otp_addresses_v2 (channel, normalized, address, verified, user_id)
+    SELECT channel, normalized, address, verified, user_id FROM otp_addresses;
+DROP TABLE otp_addresses;
+ALTER TABLE otp_addresses_v2 RENAME TO otp_addresses;
+CREATE INDEX otp_addresses_user ON otp_addresses (user_id);
+"#,
+];

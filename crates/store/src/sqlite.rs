@@ -1477,6 +1477,46 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_store_is_migrated_with_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(schema::MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "PRAGMA user_version = 1;
+                 INSERT INTO users (id, subject_id, profile, user_name, normalized_user_name,
+                     email_confirmed, phone_number_confirmed, two_factor_enabled, lockout_enabled,
+                     access_failed_count, created_at, updated_at)
+                 VALUES (1, 's1', '{}', 'alice', 'ALICE', 1, 0, 0, 0, 0, 't', 't');
+                 INSERT INTO otp_addresses VALUES ('Email', 'A@X.ORG', 'a@x.org', 1, 1);",
+            )
+            .unwrap();
+        }
+        let mut store = SqliteStore::open(&path).unwrap();
+        let version: i64 = store
+            .connection()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, schema::MIGRATIONS.len() as i64);
+        // The address is still there, still found by login, and still a key.
+        assert_eq!(store.find_for_login("A@x.org").unwrap()[0].subject_id, "s1");
+        let run = store.begin_run("b", Policy::Skip).unwrap();
+        let out = store
+            .import_batch(
+                run,
+                Policy::Skip,
+                &[item(record("s2", "bob", "a@X.org"))],
+                0,
+            )
+            .unwrap();
+        assert_eq!(
+            out[0].message.as_deref(),
+            Some("Email OTP address 'a@X.org' is already used by subject s1")
+        );
+    }
+
+    #[test]
     fn a_missing_role_fails_the_record_and_a_newer_store_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");

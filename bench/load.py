@@ -5,7 +5,8 @@
 
 1. A core-v3 fixture of USERS users without 2FA is exported, its one role whose name
    cannot be a role id ("Billing Manager") is fixed by hand and sealed, and the bundle is
-   loaded into a fresh store by `ferry-import load`.
+   loaded into a fresh store by `ferry-import load`; so is one of a tenth of the users
+   first, to show that peak RSS does not grow with the users.
 2. The baseline inserts exactly the rows ferry wrote (every table of the finished store)
    into a fresh store with the same schema and indexes, with one `INSERT … SELECT` per
    table in a single transaction: SQLite's plain bulk insert, no checks, no mapping.
@@ -61,8 +62,13 @@ def main():
     subprocess.run(["cargo", "build", "--release", "-p", "ferry-export", "-p", "ferry-import", "-p", "ferry-fixtures"], cwd=ROOT, check=True)
     os.makedirs(OUT, exist_ok=True)
 
-    bundle = bundle_for(users, 0)
     store = os.path.join(OUT, "store.db")
+    # A tenth of the users first: peak RSS must not grow with the users.
+    small = max(users // 10, 1)
+    fresh(store)
+    s_s, s_rss, _ = measure([tool("ferry-import"), "load", bundle_for(small, 0), "--schema", SCHEMA, "--target", store], ok_codes=(0, 1))
+
+    bundle = bundle_for(users, 0)
     fresh(store)
     f_s, f_rss, _ = measure([tool("ferry-import"), "load", bundle, "--schema", SCHEMA, "--target", store], ok_codes=(0, 1))
     loaded = int(subprocess.run(["sqlite3", store, "SELECT COUNT(*) FROM users"], capture_output=True, text=True, check=True).stdout)
@@ -84,6 +90,7 @@ def main():
     r_s, r_rss, _ = measure(["sqlite3", "-init", script, raw, ".quit"])
 
     print(f"{'':<34} {'users':>9} {'seconds':>8} {'users/s':>9} {'peak RSS':>9}")
+    print(f"{'ferry-import load, a tenth':<34} {small:>9} {s_s:>8.2f} {small / s_s:>9.0f} {s_rss:>7.0f}MB")
     print(f"{'ferry-import load':<34} {users:>9} {f_s:>8.2f} {users / f_s:>9.0f} {f_rss:>7.0f}MB  ({loaded} users created)")
     print(f"{'sqlite3 INSERT…SELECT, same rows':<34} {users:>9} {r_s:>8.2f} {users / r_s:>9.0f} {r_rss:>7.0f}MB")
     print(f"ratio: ferry-import load takes {f_s / r_s:.1f}x the time of the raw insert")

@@ -238,6 +238,22 @@ fn a_second_load_skips_everything_and_overwrite_updates() {
         )
         .unwrap();
     assert_eq!(runs, 3);
+    let counts: Vec<[u64; 4]> = store(&w)
+        .prepare("SELECT created, updated, skipped, failed FROM import_runs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        counts,
+        [
+            [created, 0, 0, failed],
+            [0, 0, created, failed],
+            [0, created, 0, failed]
+        ],
+        "each run keeps its counts"
+    );
 
     // Smaller transactions: one log line per committed batch, and still no change.
     let after_overwrite = table_dump(&store(&w));

@@ -252,11 +252,14 @@ impl SqliteStore {
     /// Ends a run with `status` and its counts (from its stored results).
     pub fn finish_run(&mut self, run: RunId, status: &str) -> Result<(), Error> {
         self.conn.execute(
+            // One pass over the run's results, not one per status.
             "UPDATE import_runs SET finished_at = ?2, status = ?3,
-               created = (SELECT COUNT(*) FROM import_results WHERE run_id = ?1 AND status = 'Created'),
-               updated = (SELECT COUNT(*) FROM import_results WHERE run_id = ?1 AND status = 'Updated'),
-               skipped = (SELECT COUNT(*) FROM import_results WHERE run_id = ?1 AND status = 'Skipped'),
-               failed  = (SELECT COUNT(*) FROM import_results WHERE run_id = ?1 AND status = 'Failed')
+               created = c.created, updated = c.updated, skipped = c.skipped, failed = c.failed
+             FROM (SELECT COALESCE(SUM(status = 'Created'), 0) AS created,
+                          COALESCE(SUM(status = 'Updated'), 0) AS updated,
+                          COALESCE(SUM(status = 'Skipped'), 0) AS skipped,
+                          COALESCE(SUM(status = 'Failed'), 0) AS failed
+                   FROM import_results WHERE run_id = ?1) AS c
              WHERE id = ?1",
             params![run.0, now(), status],
         )?;

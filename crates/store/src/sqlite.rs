@@ -388,14 +388,19 @@ impl SqliteStore {
             other("UserName", format!("user name '{name}'"), found);
         }
         for (code, value) in &r.unique_keys {
-            let found = holder(
-                &format!(
-                    "SELECT subject_id FROM users WHERE id IN (
-                        SELECT user_id FROM unique_keys WHERE attribute = ?1 AND value = ?2
-                        UNION ALL {IMPLICIT_HOLDER_OF}) AND subject_id != ?5 LIMIT 1"
-                ),
-                &[code, value, &normalize(value), &json_path(code), &me],
-            )?;
+            let found = match holder(
+                "SELECT u.subject_id FROM unique_keys k JOIN users u ON u.id = k.user_id
+                 WHERE k.attribute = ?1 AND k.value = ?2 AND u.subject_id != ?3",
+                &[code, value, &me],
+            )? {
+                Some(s) => Some(s),
+                None => holder(
+                    &format!(
+                        "SELECT subject_id FROM users WHERE id IN ({IMPLICIT_HOLDER}) AND subject_id != ?4"
+                    ),
+                    &[&normalize(value), value, &json_path(code), &me],
+                )?,
+            };
             other(code, format!("attribute '{code}' value '{value}'"), found);
         }
         for otp in &r.otp_addresses {
@@ -677,14 +682,14 @@ impl Drop for Importer<'_> {
 
 /// The statements of the insert path, prepared once per importer.
 struct Stmts<'c> {
+    insert_unique: rusqlite::Statement<'c>,
+    unique_holder: rusqlite::Statement<'c>,
+    implicit_holder: rusqlite::Statement<'c>,
     insert_user: rusqlite::Statement<'c>,
     user_by_subject: rusqlite::Statement<'c>,
     user_by_name: rusqlite::Statement<'c>,
     subject_by_id: rusqlite::Statement<'c>,
     delete_user: Vec<rusqlite::Statement<'c>>,
-    insert_unique: rusqlite::Statement<'c>,
-    unique_holder: rusqlite::Statement<'c>,
-    implicit_holder: rusqlite::Statement<'c>,
     insert_otp: rusqlite::Statement<'c>,
     otp_holder: rusqlite::Statement<'c>,
     insert_login: rusqlite::Statement<'c>,
@@ -756,6 +761,9 @@ impl<'c> MultiInsert<'c> {
 impl<'c> Stmts<'c> {
     fn prepare(c: &'c Connection) -> rusqlite::Result<Stmts<'c>> {
         Ok(Stmts {
+            insert_unique: c.prepare(INSERT_UNIQUE)?,
+            unique_holder: c.prepare(UNIQUE_HOLDER)?,
+            implicit_holder: c.prepare(IMPLICIT_HOLDER)?,
             insert_user: c.prepare(
                 "INSERT OR IGNORE INTO users (subject_id, profile, user_name, normalized_user_name, email_confirmed,
                     phone_number_confirmed, two_factor_enabled, lockout_end, lockout_enabled, access_failed_count,
@@ -769,9 +777,6 @@ impl<'c> Stmts<'c> {
                 .iter()
                 .map(|(table, column)| c.prepare(&format!("DELETE FROM {table} WHERE {column} = ?1")))
                 .collect::<rusqlite::Result<_>>()?,
-            insert_unique: c.prepare("INSERT OR IGNORE INTO unique_keys (attribute, value, user_id) VALUES (?1, ?2, ?3)")?,
-            unique_holder: c.prepare("SELECT user_id FROM unique_keys WHERE attribute = ?1 AND value = ?2")?,
-            implicit_holder: c.prepare(IMPLICIT_HOLDER)?,
             insert_otp: c.prepare(
                 "INSERT OR IGNORE INTO otp_addresses (channel, normalized, address, verified, user_id) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?,
@@ -838,11 +843,46 @@ const IMPLICIT_HOLDER: &str =
     "SELECT id FROM users WHERE normalized_user_name = ?1 AND user_name = ?2
      AND json_type(profile, ?3) = 'text' AND json_extract(profile, ?3) = ?2";
 
-/// [`IMPLICIT_HOLDER`] with the parameters of `conflicts`: `?2` the value, `?3` it
-/// normalized, `?4` the JSON path.
-const IMPLICIT_HOLDER_OF: &str =
-    "SELECT id FROM users WHERE normalized_user_name = ?3 AND user_name = ?2
-     AND json_type(profile, ?4) = 'text' AND json_extract(profile, ?4) = ?2";
+/// The statements [`claim_unique_key`] runs.
+struct KeyStmts<'s, 'c> {
+    /// [`INSERT_UNIQUE`].
+    insert: &'s mut rusqlite::Statement<'c>,
+    /// [`UNIQUE_HOLDER`].
+    explicit: &'s mut rusqlite::Statement<'c>,
+    /// [`IMPLICIT_HOLDER`].
+    implicit: &'s mut rusqlite::Statement<'c>,
+}
+
+const INSERT_UNIQUE: &str =
+    "INSERT OR IGNORE INTO unique_keys (attribute, value, user_id) VALUES (?1, ?2, ?3)";
+const UNIQUE_HOLDER: &str = "SELECT user_id FROM unique_keys WHERE attribute = ?1 AND value = ?2";
+
+/// Writes unique value `value` of attribute `code` for user `user_id` as a key row,
+/// unless the user row carries it (`carried`, see [`carried_by_user_name`]), and returns
+/// another user that holds the value, if one does. A value just written as a key row may
+/// still be carried by another user's user name; any other value may be held as a key row.
+fn claim_unique_key(
+    st: KeyStmts<'_, '_>,
+    user_id: i64,
+    code: &str,
+    value: &str,
+    carried: bool,
+) -> rusqlite::Result<Option<i64>> {
+    let written = !carried && st.insert.execute(params![code, value, user_id])? == 1;
+    let mut rows = if written {
+        st.implicit
+            .query(params![normalize(value), value, json_path(code)])?
+    } else {
+        st.explicit.query(params![code, value])?
+    };
+    while let Some(row) = rows.next()? {
+        let holder: i64 = row.get(0)?;
+        if holder != user_id {
+            return Ok(Some(holder));
+        }
+    }
+    Ok(None)
+}
 
 /// The result of inserting a record as a new user.
 enum Fresh {
@@ -925,21 +965,13 @@ fn insert_fresh(
         Ok(Fresh::Failed(Outcome::failed(reason, message)))
     };
     for ((code, value), carried) in r.unique_keys.iter().zip(&e.carried) {
-        // A value just written as a key row may still be carried by another user's user
-        // name; any other value may be held as a key row.
-        let written = !carried && st.insert_unique.execute(params![code, value, user_id])? == 1;
-        let holder = if written {
-            st.implicit_holder
-                .query_row(params![normalize(value), value, json_path(code)], |row| {
-                    row.get(0)
-                })
-                .optional()?
-        } else {
-            st.unique_holder
-                .query_row(params![code, value], |row| row.get(0))
-                .optional()?
+        let keys = KeyStmts {
+            insert: &mut st.insert_unique,
+            explicit: &mut st.unique_holder,
+            implicit: &mut st.implicit_holder,
         };
-        if holder.is_some_and(|h| h != user_id) {
+        let holder = claim_unique_key(keys, user_id, code, value, *carried)?;
+        if holder.is_some() {
             return conflict(
                 st,
                 Reason::ProfileUniqueKeyConflict,
@@ -1107,32 +1139,19 @@ fn replace_unique_keys(sp: &Connection, user_id: i64, r: &ImportRecord) -> rusql
     for (code, value) in &r.unique_keys {
         sp.prepare_cached("DELETE FROM unique_keys WHERE user_id = ?1 AND attribute = ?2")?
             .execute(params![user_id, code])?;
-        let explicit = || {
-            owner(
-                sp,
-                "SELECT user_id FROM unique_keys WHERE attribute = ?1 AND value = ?2",
-                params![code, value],
-            )
+        let carried = carried_by_user_name(r, code, value);
+        let (mut insert, mut explicit, mut implicit) = (
+            sp.prepare_cached(INSERT_UNIQUE)?,
+            sp.prepare_cached(UNIQUE_HOLDER)?,
+            sp.prepare_cached(IMPLICIT_HOLDER)?,
+        );
+        let keys = KeyStmts {
+            insert: &mut insert,
+            explicit: &mut explicit,
+            implicit: &mut implicit,
         };
-        // A value just written as a key row may still be carried by another user's user
-        // name; any other value may be held as a key row.
-        let written = !carried_by_user_name(r, code, value)
-            && try_insert(
-                sp,
-                "INSERT INTO unique_keys (attribute, value, user_id) VALUES (?1, ?2, ?3)",
-                params![code, value, user_id],
-            )?;
-        let holder = if written {
-            sp.prepare_cached(IMPLICIT_HOLDER)?
-                .query_map(params![normalize(value), value, json_path(code)], |row| {
-                    row.get::<_, i64>(0)
-                })?
-                .find(|h| !matches!(h, Ok(h) if *h == user_id))
-                .transpose()?
-        } else {
-            explicit()?
-        };
-        if holder.is_some_and(|h| h != user_id) {
+        let holder = claim_unique_key(keys, user_id, code, value, carried)?;
+        if holder.is_some() {
             return Ok(Err(Outcome::failed(
                 Reason::ProfileUniqueKeyConflict,
                 format!(

@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::key::Key;
 use crate::model::{ImportRecord, OtpAddress, OtpChannel};
 use crate::normalize;
 
@@ -110,11 +111,12 @@ pub struct Item {
 #[derive(Debug)]
 pub(crate) struct Encoded {
     pub(crate) profile: String,
-    pub(crate) normalized_user_name: Option<String>,
+    /// The normalized user name, the key it is unique by.
+    pub(crate) user_name: Option<Key>,
     pub(crate) lockout_end: Option<String>,
     pub(crate) password_parameters: Option<String>,
     /// The key of each OTP address, in order.
-    pub(crate) otp_keys: Vec<String>,
+    pub(crate) otp_keys: Vec<Key>,
     /// For each unique key, whether the user row carries it ([`carried_by_user_name`]).
     pub(crate) carried: Vec<bool>,
 }
@@ -129,7 +131,7 @@ impl Item {
     ) -> Item {
         let encoded = record.as_ref().ok().map(|r| Encoded {
             profile: serde_json::to_string(&r.profile).expect("a JSON map serialises"),
-            normalized_user_name: r.account.user_name.as_deref().map(normalize),
+            user_name: user_name_key(r),
             lockout_end: r.account.lockout_end.map(|t| t.to_rfc3339()),
             password_parameters: r
                 .password
@@ -163,11 +165,20 @@ pub(crate) fn carried_by_user_name(r: &ImportRecord, code: &str, value: &str) ->
 }
 
 /// The key an OTP address is unique by: e-mail ignoring case, phone digits as they are.
-pub(crate) fn otp_key(otp: &OtpAddress) -> String {
-    match otp.channel {
+pub(crate) fn otp_key(otp: &OtpAddress) -> Key {
+    let normalized = match otp.channel {
         OtpChannel::Email => normalize(&otp.address),
         OtpChannel::Sms => otp.address.clone(),
-    }
+    };
+    Key::otp(otp.channel.as_str(), normalized)
+}
+
+/// The key a user name is unique by: ignoring case, as ASP.NET's lookup normaliser did.
+pub(crate) fn user_name_key(r: &ImportRecord) -> Option<Key> {
+    r.account
+        .user_name
+        .as_deref()
+        .map(|n| Key::user_name(normalize(n)))
 }
 
 /// What happened to one record.

@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 mod import;
+mod key;
 pub mod login;
 pub mod model;
 mod schema;

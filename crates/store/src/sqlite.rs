@@ -7,9 +7,10 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension as _};
 use serde_json::{Map, Value};
 
 use crate::import::{
-    carried_by_user_name, otp_key, Encoded, Item, Outcome, Policy, Reason, Status,
+    carried_by_user_name, otp_key, user_name_key, Encoded, Item, Outcome, Policy, Reason, Status,
 };
-use crate::model::{HashedPassword, ImportRecord, OtpChannel, RoleImport, TotpDevice};
+use crate::key::{self, Key};
+use crate::model::{HashedPassword, ImportRecord, OtpAddress, OtpChannel, RoleImport, TotpDevice};
 use crate::{normalize, schema};
 
 /// What can go wrong with the store itself (record problems are [`Outcome`]s).
@@ -110,21 +111,8 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn is_constraint(e: &rusqlite::Error) -> bool {
-    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
-}
-
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
-}
-
-/// Runs an insert; a constraint violation becomes `Ok(false)`.
-fn try_insert(sp: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<bool> {
-    match sp.prepare_cached(sql)?.execute(p) {
-        Ok(_) => Ok(true),
-        Err(e) if is_constraint(&e) => Ok(false),
-        Err(e) => Err(e),
-    }
 }
 
 fn subject_of(sp: &Connection, user_id: Option<i64>) -> rusqlite::Result<String> {
@@ -163,7 +151,7 @@ impl SqliteStore {
         conn.execute_batch(
             // A fixed page cache (128 MiB) holds the dirty index pages of a large batch, so
             // each is written once per commit rather than spilled and rewritten.
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
              PRAGMA busy_timeout = 5000; PRAGMA cache_size = -131072; PRAGMA temp_store = MEMORY;",
         )
         .map_err(|e| match e {
@@ -195,12 +183,30 @@ impl SqliteStore {
                 });
             }
         }
+        // Foreign keys are off while migrations rebuild tables that rows refer to (dropping
+        // the old table would otherwise cascade to them), and checked before each commits.
+        conn.pragma_update(None, "foreign_keys", false)?;
+        key::register_sql_function(&conn)?;
         for (i, migration) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.transaction()?;
             tx.execute_batch(migration)?;
+            let dangling: i64 =
+                tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+                    r.get(0)
+                })?;
+            if dangling > 0 {
+                return Err(Error::Open {
+                    path: path.into(),
+                    message: format!(
+                        "migrating the store to version {} left {dangling} rows without their user",
+                        i + 1
+                    ),
+                });
+            }
             tx.pragma_update(None, "user_version", i as i64 + 1)?;
             tx.commit()?;
         }
+        conn.pragma_update(None, "foreign_keys", true)?;
         let recovery_iterations = conn
             .query_row(
                 "SELECT value FROM settings WHERE key = 'recovery_code_iterations'",
@@ -290,19 +296,20 @@ impl SqliteStore {
     /// Finds users by login name: the user name (case-insensitively, as ASP.NET's lookup
     /// normaliser did), or else the e-mail OTP address.
     pub fn find_for_login(&self, name: &str) -> Result<Vec<StoredUser>, Error> {
-        let key = normalize(name.trim());
+        let name = Key::user_name(normalize(name.trim()));
         let mut ids: Vec<i64> = self
             .conn
-            .prepare_cached("SELECT id FROM users WHERE normalized_user_name = ?1")?
-            .query_map([&key], |r| r.get(0))?
+            .prepare_cached(
+                "SELECT id FROM users WHERE user_name_hash = ?1 AND normalized_user_name = ?2",
+            )?
+            .query_map(params![name.hash, name.text], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         if ids.is_empty() {
+            let email = Key::otp(OtpChannel::Email.as_str(), name.text);
             ids = self
                 .conn
-                .prepare_cached(
-                    "SELECT user_id FROM otp_addresses WHERE channel = 'Email' AND normalized = ?1",
-                )?
-                .query_map([&key], |r| r.get(0))?
+                .prepare_cached(OTP_HOLDER)?
+                .query_map(params![email.hash, "Email", email.text], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
         }
         ids.into_iter().map(|id| self.stored_user(id)).collect()
@@ -380,10 +387,10 @@ impl SqliteStore {
                 ));
             }
         };
-        if let Some(name) = &r.account.user_name {
+        if let (Some(name), Some(key)) = (&r.account.user_name, user_name_key(r)) {
             let found = holder(
-                "SELECT subject_id FROM users WHERE normalized_user_name = ?1",
-                &[&normalize(name)],
+                "SELECT subject_id FROM users WHERE user_name_hash = ?1 AND normalized_user_name = ?2",
+                &[&key.hash, &key.text],
             )?;
             other("UserName", format!("user name '{name}'"), found);
         }
@@ -394,20 +401,23 @@ impl SqliteStore {
                 &[code, value, &me],
             )? {
                 Some(s) => Some(s),
-                None => holder(
-                    &format!(
-                        "SELECT subject_id FROM users WHERE id IN ({IMPLICIT_HOLDER}) AND subject_id != ?4"
-                    ),
-                    &[&normalize(value), value, &json_path(code), &me],
-                )?,
+                None => {
+                    let key = Key::user_name(normalize(value));
+                    holder(
+                        &format!(
+                            "SELECT subject_id FROM users WHERE id IN ({IMPLICIT_HOLDER}) AND subject_id != ?5"
+                        ),
+                        &[&key.text, value, &json_path(code), &key.hash, &me],
+                    )?
+                }
             };
             other(code, format!("attribute '{code}' value '{value}'"), found);
         }
         for otp in &r.otp_addresses {
-            let normalized = otp_key(otp);
+            let key = otp_key(otp);
             let found = holder(
-                "SELECT u.subject_id FROM otp_addresses o JOIN users u ON u.id = o.user_id WHERE o.channel = ?1 AND o.normalized = ?2",
-                &[&otp.channel.as_str(), &normalized],
+                &format!("SELECT subject_id FROM users WHERE id IN ({OTP_HOLDER})"),
+                &[&key.hash, &otp.channel.as_str(), &key.text],
             )?;
             let field = if otp.channel == OtpChannel::Email {
                 "Email"
@@ -687,7 +697,7 @@ struct Stmts<'c> {
     implicit_holder: rusqlite::Statement<'c>,
     insert_user: rusqlite::Statement<'c>,
     user_by_subject: rusqlite::Statement<'c>,
-    user_by_name: rusqlite::Statement<'c>,
+    name_holder: rusqlite::Statement<'c>,
     subject_by_id: rusqlite::Statement<'c>,
     delete_user: Vec<rusqlite::Statement<'c>>,
     insert_otp: rusqlite::Statement<'c>,
@@ -765,22 +775,20 @@ impl<'c> Stmts<'c> {
             unique_holder: c.prepare(UNIQUE_HOLDER)?,
             implicit_holder: c.prepare(IMPLICIT_HOLDER)?,
             insert_user: c.prepare(
-                "INSERT OR IGNORE INTO users (subject_id, profile, user_name, normalized_user_name, email_confirmed,
-                    phone_number_confirmed, two_factor_enabled, lockout_end, lockout_enabled, access_failed_count,
-                    created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                "INSERT OR IGNORE INTO users (subject_id, profile, user_name, normalized_user_name, user_name_hash,
+                    email_confirmed, phone_number_confirmed, two_factor_enabled, lockout_end, lockout_enabled,
+                    access_failed_count, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
             )?,
             user_by_subject: c.prepare("SELECT id FROM users WHERE subject_id = ?1")?,
-            user_by_name: c.prepare("SELECT id FROM users WHERE normalized_user_name = ?1")?,
+            name_holder: c.prepare(NAME_HOLDER)?,
             subject_by_id: c.prepare("SELECT subject_id FROM users WHERE id = ?1")?,
             delete_user: USER_TABLES
                 .iter()
                 .map(|(table, column)| c.prepare(&format!("DELETE FROM {table} WHERE {column} = ?1")))
                 .collect::<rusqlite::Result<_>>()?,
-            insert_otp: c.prepare(
-                "INSERT OR IGNORE INTO otp_addresses (channel, normalized, address, verified, user_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?,
-            otp_holder: c.prepare("SELECT user_id FROM otp_addresses WHERE channel = ?1 AND normalized = ?2")?,
+            insert_otp: c.prepare(INSERT_OTP)?,
+            otp_holder: c.prepare(OTP_HOLDER)?,
             insert_login: c.prepare(
                 "INSERT OR IGNORE INTO external_logins (provider, provider_key, display_name, user_id) VALUES (?1, ?2, ?3, ?4)",
             )?,
@@ -838,10 +846,25 @@ fn json_path(code: &str) -> String {
 }
 
 /// The user that carries attribute value `?2` by its user name (see
-/// [`carried_by_user_name`]): `?1` the value normalized, `?3` the attribute's JSON path.
+/// [`carried_by_user_name`]): `?1` the value normalized, `?4` its hash ([`Key::user_name`]),
+/// `?3` the attribute's JSON path.
 const IMPLICIT_HOLDER: &str =
-    "SELECT id FROM users WHERE normalized_user_name = ?1 AND user_name = ?2
+    "SELECT id FROM users WHERE user_name_hash = ?4 AND normalized_user_name = ?1 AND user_name = ?2
      AND json_type(profile, ?3) = 'text' AND json_extract(profile, ?3) = ?2";
+
+/// Another user (not `?3`) with the user-name key `?2`, hashed `?1`. User names are
+/// indexed by hash only, so this is the check that keeps them unique.
+const NAME_HOLDER: &str = "SELECT id FROM users
+    WHERE user_name_hash = ?1 AND normalized_user_name = ?2 AND id != ?3 LIMIT 1";
+
+/// The holder of OTP key `?3` on channel `?2`, hashed `?1` ([`Key::otp`]). OTP addresses
+/// are indexed by hash only, so this is the check that keeps them unique.
+const OTP_HOLDER: &str =
+    "SELECT user_id FROM otp_addresses WHERE key_hash = ?1 AND channel = ?2 AND normalized = ?3";
+
+const INSERT_OTP: &str =
+    "INSERT INTO otp_addresses (channel, normalized, key_hash, address, verified, user_id)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// The statements [`claim_unique_key`] runs.
 struct KeyStmts<'s, 'c> {
@@ -870,8 +893,9 @@ fn claim_unique_key(
 ) -> rusqlite::Result<Option<i64>> {
     let written = !carried && st.insert.execute(params![code, value, user_id])? == 1;
     let mut rows = if written {
+        let key = Key::user_name(normalize(value));
         st.implicit
-            .query(params![normalize(value), value, json_path(code)])?
+            .query(params![key.text, value, json_path(code), key.hash])?
     } else {
         st.explicit.query(params![code, value])?
     };
@@ -882,6 +906,37 @@ fn claim_unique_key(
         }
     }
     Ok(None)
+}
+
+/// Writes OTP address `otp` (its key `key`) for user `user_id` unless the user has it
+/// already, and returns another user that holds it, if one does (then nothing is written).
+/// `holder` is [`OTP_HOLDER`] and `insert` [`INSERT_OTP`].
+fn claim_otp_address(
+    holder: &mut rusqlite::Statement<'_>,
+    insert: &mut rusqlite::Statement<'_>,
+    user_id: i64,
+    otp: &OtpAddress,
+    key: &Key,
+) -> rusqlite::Result<Option<i64>> {
+    let channel = otp.channel.as_str();
+    match holder
+        .query_row(params![key.hash, channel, key.text], |row| row.get(0))
+        .optional()?
+    {
+        Some(holder) if holder == user_id => Ok(None),
+        Some(holder) => Ok(Some(holder)),
+        None => {
+            insert.execute(params![
+                channel,
+                key.text,
+                key.hash,
+                otp.address,
+                otp.verified,
+                user_id
+            ])?;
+            Ok(None)
+        }
+    }
 }
 
 /// The result of inserting a record as a new user.
@@ -913,12 +968,13 @@ fn insert_fresh(
         )));
     }
     let a = &r.account;
-    let normalized = &e.normalized_user_name;
+    let name = e.user_name.as_ref();
     let inserted = st.insert_user.insert(params![
         r.subject_id.as_str(),
         e.profile,
         a.user_name,
-        normalized,
+        name.map(|k| &k.text),
+        name.map(|k| k.hash),
         a.email_confirmed,
         a.phone_number_confirmed,
         a.two_factor_enabled,
@@ -933,25 +989,11 @@ fn insert_fresh(
         Err(e) => return Err(e),
     };
     if user_id == 0 {
-        if let Some(id) = st
+        // The subject is the users table's only unique column.
+        let id = st
             .user_by_subject
-            .query_row([r.subject_id.as_str()], |row| row.get(0))
-            .optional()?
-        {
-            return Ok(Fresh::Exists(id));
-        }
-        let holder = st
-            .user_by_name
-            .query_row([normalized], |row| row.get(0))
-            .optional()?;
-        return Ok(Fresh::Failed(Outcome::failed(
-            Reason::ProfileUniqueKeyConflict,
-            format!(
-                "user name '{}' is already used by subject {}",
-                a.user_name.as_deref().unwrap_or(""),
-                st.subject(holder)?
-            ),
-        )));
+            .query_row([r.subject_id.as_str()], |row| row.get(0))?;
+        return Ok(Fresh::Exists(id));
     }
     let conflict = |st: &mut Stmts<'_>,
                     reason: Reason,
@@ -964,6 +1006,16 @@ fn insert_fresh(
         }
         Ok(Fresh::Failed(Outcome::failed(reason, message)))
     };
+    if let Some(name) = name {
+        let holder = st
+            .name_holder
+            .query_row(params![name.hash, name.text, user_id], |row| row.get(0))
+            .optional()?;
+        if holder.is_some() {
+            let what = format!("user name '{}'", a.user_name.as_deref().unwrap_or(""));
+            return conflict(st, Reason::ProfileUniqueKeyConflict, what, holder);
+        }
+    }
     for ((code, value), carried) in r.unique_keys.iter().zip(&e.carried) {
         let keys = KeyStmts {
             insert: &mut st.insert_unique,
@@ -981,22 +1033,10 @@ fn insert_fresh(
         }
     }
     for (otp, key) in r.otp_addresses.iter().zip(&e.otp_keys) {
-        if st.insert_otp.execute(params![
-            otp.channel.as_str(),
-            key,
-            otp.address,
-            otp.verified,
-            user_id
-        ])? == 0
-        {
-            let holder = st
-                .otp_holder
-                .query_row(params![otp.channel.as_str(), key], |row| row.get(0))
-                .optional()?;
-            if holder != Some(user_id) {
-                let what = format!("{} OTP address '{}'", otp.channel.as_str(), otp.address);
-                return conflict(st, Reason::AuthenticatorKeyConflict, what, holder);
-            }
+        let holder = claim_otp_address(&mut st.otp_holder, &mut st.insert_otp, user_id, otp, key)?;
+        if holder.is_some() {
+            let what = format!("{} OTP address '{}'", otp.channel.as_str(), otp.address);
+            return conflict(st, Reason::AuthenticatorKeyConflict, what, holder);
         }
     }
     for l in &r.external_logins {
@@ -1096,41 +1136,39 @@ fn update_account(
     stamp: &str,
 ) -> rusqlite::Result<Step> {
     let a = &r.account;
-    let normalized = a.user_name.as_deref().map(normalize);
-    let ok = try_insert(
-        sp,
-        "UPDATE users SET profile = ?2, user_name = ?3, normalized_user_name = ?4, email_confirmed = ?5,
-            phone_number_confirmed = ?6, two_factor_enabled = ?7, lockout_end = ?8, lockout_enabled = ?9,
-            access_failed_count = ?10, updated_at = ?11 WHERE id = ?1",
-        params![
-            user_id,
-            serde_json::to_string(profile).expect("a JSON map serialises"),
-            a.user_name,
-            normalized,
-            a.email_confirmed,
-            a.phone_number_confirmed,
-            a.two_factor_enabled,
-            a.lockout_end.map(|t| t.to_rfc3339()),
-            a.lockout_enabled,
-            a.access_failed_count,
-            stamp
-        ],
-    )?;
-    if !ok {
-        let other = owner(
-            sp,
-            "SELECT id FROM users WHERE normalized_user_name = ?1",
-            [&normalized],
-        )?;
-        return Ok(Err(Outcome::failed(
-            Reason::ProfileUniqueKeyConflict,
-            format!(
-                "user name '{}' is already used by subject {}",
-                a.user_name.as_deref().unwrap_or(""),
-                subject_of(sp, other)?
-            ),
-        )));
+    let name = user_name_key(r);
+    if let Some(name) = &name {
+        let other = owner(sp, NAME_HOLDER, params![name.hash, name.text, user_id])?;
+        if other.is_some() {
+            return Ok(Err(Outcome::failed(
+                Reason::ProfileUniqueKeyConflict,
+                format!(
+                    "user name '{}' is already used by subject {}",
+                    a.user_name.as_deref().unwrap_or(""),
+                    subject_of(sp, other)?
+                ),
+            )));
+        }
     }
+    sp.prepare_cached(
+        "UPDATE users SET profile = ?2, user_name = ?3, normalized_user_name = ?4, user_name_hash = ?5,
+            email_confirmed = ?6, phone_number_confirmed = ?7, two_factor_enabled = ?8, lockout_end = ?9,
+            lockout_enabled = ?10, access_failed_count = ?11, updated_at = ?12 WHERE id = ?1",
+    )?
+    .execute(params![
+        user_id,
+        serde_json::to_string(profile).expect("a JSON map serialises"),
+        a.user_name,
+        name.as_ref().map(|k| &k.text),
+        name.as_ref().map(|k| k.hash),
+        a.email_confirmed,
+        a.phone_number_confirmed,
+        a.two_factor_enabled,
+        a.lockout_end.map(|t| t.to_rfc3339()),
+        a.lockout_enabled,
+        a.access_failed_count,
+        stamp
+    ])?;
     Ok(Ok(()))
 }
 
@@ -1199,20 +1237,15 @@ fn merge_authenticators(sp: &Connection, user_id: i64, r: &ImportRecord) -> rusq
         )))
     };
     for otp in &r.otp_addresses {
-        let normalized = otp_key(otp);
-        sp.prepare_cached(
-            "INSERT OR IGNORE INTO otp_addresses (channel, normalized, address, verified, user_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![otp.channel.as_str(), normalized, otp.address, otp.verified, user_id])?;
-        let holder = owner(
-            sp,
-            "SELECT user_id FROM otp_addresses WHERE channel = ?1 AND normalized = ?2",
-            params![otp.channel.as_str(), normalized],
-        )?;
-        if holder != Some(user_id) {
+        let (mut holder, mut insert) = (
+            sp.prepare_cached(OTP_HOLDER)?,
+            sp.prepare_cached(INSERT_OTP)?,
+        );
+        let other = claim_otp_address(&mut holder, &mut insert, user_id, otp, &otp_key(otp))?;
+        if other.is_some() {
             return conflict(
                 format!("{} OTP address '{}'", otp.channel.as_str(), otp.address),
-                holder,
+                other,
             );
         }
     }
@@ -1511,7 +1544,8 @@ mod tests {
                      email_confirmed, phone_number_confirmed, two_factor_enabled, lockout_enabled,
                      access_failed_count, created_at, updated_at)
                  VALUES (1, 's1', '{}', 'alice', 'ALICE', 1, 0, 0, 0, 0, 't', 't');
-                 INSERT INTO otp_addresses VALUES ('Email', 'A@X.ORG', 'a@x.org', 1, 1);",
+                 INSERT INTO otp_addresses VALUES ('Email', 'A@X.ORG', 'a@x.org', 1, 1);
+                 INSERT INTO passwords VALUES (1, 'aspnet-identity', x'', x'', '{}', 't');",
             )
             .unwrap();
         }
@@ -1521,20 +1555,84 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, schema::MIGRATIONS.len() as i64);
-        // The address is still there, still found by login, and still a key.
-        assert_eq!(store.find_for_login("A@x.org").unwrap()[0].subject_id, "s1");
+        // The address and the user name are still there, still found by login (with the
+        // user's password: rebuilding the users table cascaded nothing), and still keys.
+        for name in ["A@x.org", "Alice"] {
+            let found = store.find_for_login(name).unwrap();
+            assert_eq!(found.len(), 1, "{name}");
+            assert_eq!(found[0].subject_id, "s1");
+            assert!(found[0].password.is_some());
+        }
         let run = store.begin_run("b", Policy::Skip).unwrap();
         let out = store
             .import_batch(
                 run,
                 Policy::Skip,
-                &[item(record("s2", "bob", "a@X.org"))],
+                &[
+                    item(record("s2", "bob", "a@X.org")),
+                    item(record("s3", "ALICE", "c@x.org")),
+                ],
                 0,
             )
             .unwrap();
         assert_eq!(
             out[0].message.as_deref(),
             Some("Email OTP address 'a@X.org' is already used by subject s1")
+        );
+        assert_eq!(
+            out[1].message.as_deref(),
+            Some("user name 'ALICE' is already used by subject s1")
+        );
+    }
+
+    #[test]
+    fn keys_that_share_a_hash_stay_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let run = store.begin_run("b", Policy::Skip).unwrap();
+        store
+            .import_batch(
+                run,
+                Policy::Skip,
+                &[item(record("s1", "alice", "a@x.org"))],
+                0,
+            )
+            .unwrap();
+        // Make s1's keys collide with bob's: same hash, different text.
+        store
+            .connection()
+            .execute(
+                "UPDATE users SET user_name_hash = ?1 WHERE subject_id = 's1'",
+                [Key::user_name("BOB".into()).hash],
+            )
+            .unwrap();
+        store
+            .connection()
+            .execute(
+                "UPDATE otp_addresses SET key_hash = ?1",
+                [Key::otp("Email", "B@X.ORG".into()).hash],
+            )
+            .unwrap();
+        let out = store
+            .import_batch(
+                run,
+                Policy::Skip,
+                &[item(record("s2", "bob", "b@x.org"))],
+                1,
+            )
+            .unwrap();
+        assert_eq!(out[0].status, Status::Created, "{:?}", out[0].message);
+        for name in ["bob", "b@x.org"] {
+            let found = store.find_for_login(name).unwrap();
+            let subjects: Vec<_> = found.iter().map(|u| u.subject_id.as_str()).collect();
+            assert_eq!(subjects, ["s2"], "{name}");
+        }
+        let conflicts = store.conflicts(&record("s9", "bob", "b@x.org")).unwrap();
+        let holders: Vec<_> = conflicts.iter().filter(|c| c.2).map(|c| &c.1).collect();
+        assert_eq!(holders.len(), 3, "{conflicts:?}");
+        assert!(
+            holders.iter().all(|m| m.contains("subject s2")),
+            "{conflicts:?}"
         );
     }
 

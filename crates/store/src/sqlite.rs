@@ -548,6 +548,8 @@ impl<'c> Importer<'c> {
                 Ok(()) => {
                     self.open = true;
                     self.stamp = now();
+                    // Another writer may have added key rows since the last transaction.
+                    self.st.key_rows.forget();
                     return Ok(true);
                 }
                 Err(e) if is_busy(&e) => continue,
@@ -598,6 +600,7 @@ impl<'c> Importer<'c> {
                 Fresh::Exists(user_id) => {
                     // The user may have been created earlier in this chunk.
                     self.flush_pending(&mut pending)?;
+                    self.st.key_rows.forget();
                     overwrite(self.conn, user_id, record, &self.stamp, &self.roles)?
                 }
             });
@@ -711,6 +714,35 @@ struct Stmts<'c> {
     insert_membership: rusqlite::Statement<'c>,
     insert_passwords: MultiInsert<'c>,
     insert_results: MultiInsert<'c>,
+    key_rows: KeyRows<'c>,
+}
+
+/// Which unique attributes may have rows in `unique_keys`, learnt once per transaction
+/// (and after each merge): a value carried by a user name need not be looked up there
+/// for an attribute that has none, as under the default mapping.
+struct KeyRows<'c> {
+    any: rusqlite::Statement<'c>,
+    known: std::collections::HashMap<String, bool>,
+}
+
+impl KeyRows<'_> {
+    fn may_exist(&mut self, code: &str) -> rusqlite::Result<bool> {
+        if let Some(&known) = self.known.get(code) {
+            return Ok(known);
+        }
+        let any = self.any.exists([code])?;
+        self.known.insert(code.to_string(), any);
+        Ok(any)
+    }
+
+    /// A key row of `code` is about to be written.
+    fn written(&mut self, code: &str) {
+        self.known.insert(code.to_string(), true);
+    }
+
+    fn forget(&mut self) {
+        self.known.clear();
+    }
 }
 
 /// An INSERT of many rows per statement, for tables written row after row: executing
@@ -811,6 +843,10 @@ impl<'c> Stmts<'c> {
                 "import_results (run_id, seq, subject_id, file, line, status, reason, message)",
                 8,
             )?,
+            key_rows: KeyRows {
+                any: c.prepare("SELECT 1 FROM unique_keys WHERE attribute = ?1 LIMIT 1")?,
+                known: Default::default(),
+            },
         })
     }
 
@@ -1017,6 +1053,13 @@ fn insert_fresh(
         }
     }
     for ((code, value), carried) in r.unique_keys.iter().zip(&e.carried) {
+        if *carried && !st.key_rows.may_exist(code)? {
+            // Only a key row could hold a value carried by a user name, and none can.
+            continue;
+        }
+        if !*carried {
+            st.key_rows.written(code);
+        }
         let keys = KeyStmts {
             insert: &mut st.insert_unique,
             explicit: &mut st.unique_holder,
@@ -1513,6 +1556,14 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(keys, ["Alice", "dave"]);
+        // A later transaction still finds the key row that holds a carried value.
+        let out = store
+            .import_batch(run, Policy::Skip, &[named("s6", "dave", "dave")], 5)
+            .unwrap();
+        assert_eq!(
+            out[0].message.as_deref(),
+            Some("attribute 'userName' value 'dave' is already used by subject s3")
+        );
         // validate --target sees the same conflicts.
         let mut again = record("s9", "zed", "z@x.org");
         again

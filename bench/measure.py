@@ -8,8 +8,11 @@ import time
 def measure(cmd, stdout=subprocess.DEVNULL, env=None, ok_codes=(0,)):
     """Returns (seconds, peak RSS in MiB, CPU seconds (user + system)) of `cmd`.
 
-    Standard error goes to a temporary file, not a pipe: a pipe read only after the
+    The page cache is synced first. Standard error goes to a temporary file, not a pipe: a pipe read only after the
     command ends would fill up and stall a command that writes a lot of warnings."""
+    # Dirty pages of earlier runs (a deleted store is still being written back) would
+    # otherwise compete with this one for the disk.
+    os.sync()
     with tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=stdout, stderr=err, env=env)

@@ -4,6 +4,7 @@
 mod cmd;
 mod dupes;
 mod pipeline;
+mod priority;
 mod setup;
 
 use std::process::ExitCode;
@@ -63,6 +64,7 @@ pub enum ExitStatus {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    priority::helper_pool();
     let result = match cli.command {
         Command::Validate(a) => cmd::validate::run(a),
         Command::Load(a) => cmd::load::run(a),

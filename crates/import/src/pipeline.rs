@@ -1,6 +1,7 @@
-//! The record pipeline shared by validate, load and plan: a reader thread parses lines,
-//! a mapping thread maps chunks in parallel (rayon), and the caller consumes mapped
-//! chunks in bundle order. Channels are bounded, so memory stays flat.
+//! The record pipeline shared by validate, load and plan: a reader thread reads lines, a
+//! mapping thread parses and maps chunks in parallel (rayon), and the caller consumes
+//! mapped chunks in bundle order. Channels are bounded, so memory stays flat. The helper
+//! threads run at a lower priority than the caller ([`crate::priority`]).
 
 use std::sync::mpsc::sync_channel;
 
@@ -80,6 +81,7 @@ pub fn run_with<T: Send>(
     let limit = opts.limit.unwrap_or(u64::MAX);
     std::thread::scope(|scope| {
         scope.spawn(move || {
+            crate::priority::helper_thread();
             let mut chunk = Vec::with_capacity(CHUNK);
             for (n, item) in records.enumerate() {
                 if n as u64 >= limit {
@@ -105,6 +107,7 @@ pub fn run_with<T: Send>(
             }
         });
         scope.spawn(move || {
+            crate::priority::helper_thread();
             for chunk in raw_rx {
                 let mapped = chunk.map(|c| {
                     c.into_par_iter()

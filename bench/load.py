@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Load benchmark: ferry-import load against a plain SQLite bulk insert of the same rows.
 
-    bench/load.py [USERS] [TWO_FACTOR_USERS]     (defaults: 1000000 100000)
+    bench/load.py [USERS] [TWO_FACTOR_USERS]     (defaults: 1000000 100000; 0 skips step 3)
 
 1. A core-v3 fixture of USERS users without 2FA is exported, its one role whose name
    cannot be a role id ("Billing Manager") is fixed by hand and sealed, and the bundle is
@@ -95,6 +95,8 @@ def main():
     print(f"{'sqlite3 INSERT…SELECT, same rows':<34} {users:>9} {r_s:>8.2f} {users / r_s:>9.0f} {r_rss:>7.0f}MB")
     print(f"ratio: ferry-import load takes {f_s / r_s:.1f}x the time of the raw insert")
 
+    if tf_users == 0:
+        return
     tf_bundle = bundle_for(tf_users, 5)
     fresh(store)
     t_s, t_rss, t_cpu = measure([tool("ferry-import"), "load", tf_bundle, "--schema", SCHEMA, "--target", store], ok_codes=(0, 1))

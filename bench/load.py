@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Load benchmark: ferry-import load against a plain SQLite bulk insert of the same rows.
 
-    bench/load.py [USERS] [TWO_FACTOR_USERS]     (defaults: 1000000 100000; 0 skips step 3)
+    bench/load.py [USERS] [TWO_FACTOR_USERS] [ROUNDS]   (defaults: 1000000 100000 1;
+                                                         TWO_FACTOR_USERS 0 skips step 3)
 
 1. A core-v3 fixture of USERS users without 2FA is exported, its one role whose name
    cannot be a role id ("Billing Manager") is fixed by hand and sealed, and the bundle is
@@ -10,12 +11,16 @@
 2. The baseline inserts exactly the rows ferry wrote (every table of the finished store)
    into a fresh store with the same schema and indexes, with one `INSERT … SELECT` per
    table in a single transaction: SQLite's plain bulk insert, no checks, no mapping.
+ROUNDS > 1 repeats steps 1 (the full load) and 2 in turn and reports the median of each
+and their ratio: single runs of either scatter by 10-30% on a small machine.
+
 3. Separately, TWO_FACTOR_USERS users of whom 5% carry TOTP and 10 recovery codes are
    loaded, and the CPU utilisation of the run is reported (recovery codes are hashed
    with PBKDF2-HMAC-SHA512, 10,000 iterations each, in parallel).
 """
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -54,25 +59,8 @@ def fresh(path):
             os.remove(path + suffix)
 
 
-def main():
-    users = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    tf_users = int(sys.argv[2]) if len(sys.argv) > 2 else 100_000
-    if shutil.which("sqlite3") is None:
-        raise SystemExit("sqlite3 is not installed (apt-get install sqlite3): it runs the baseline")
-    subprocess.run(["cargo", "build", "--release", "-p", "ferry-export", "-p", "ferry-import", "-p", "ferry-fixtures"], cwd=ROOT, check=True)
-    os.makedirs(OUT, exist_ok=True)
-
-    store = os.path.join(OUT, "store.db")
-    # A tenth of the users first: peak RSS must not grow with the users.
-    small = max(users // 10, 1)
-    fresh(store)
-    s_s, s_rss, _ = measure([tool("ferry-import"), "load", bundle_for(small, 0), "--schema", SCHEMA, "--target", store], ok_codes=(0, 1))
-
-    bundle = bundle_for(users, 0)
-    fresh(store)
-    f_s, f_rss, _ = measure([tool("ferry-import"), "load", bundle, "--schema", SCHEMA, "--target", store], ok_codes=(0, 1))
-    loaded = int(subprocess.run(["sqlite3", store, "SELECT COUNT(*) FROM users"], capture_output=True, text=True, check=True).stdout)
-
+def raw_insert(store):
+    """Inserts every row of the finished `store` into a fresh store of the same schema."""
     raw = os.path.join(OUT, "raw.db")
     fresh(raw)
     schema = subprocess.run(["sqlite3", store, ".schema"], capture_output=True, text=True, check=True).stdout
@@ -87,12 +75,43 @@ def main():
         for t in tables:
             f.write(f"INSERT INTO main.{t} SELECT * FROM src.{t};\n")
         f.write("COMMIT;\n")
-    r_s, r_rss, _ = measure(["sqlite3", "-init", script, raw, ".quit"])
+    return measure(["sqlite3", "-init", script, raw, ".quit"])
+
+
+def main():
+    users = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    tf_users = int(sys.argv[2]) if len(sys.argv) > 2 else 100_000
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    if shutil.which("sqlite3") is None:
+        raise SystemExit("sqlite3 is not installed (apt-get install sqlite3): it runs the baseline")
+    subprocess.run(["cargo", "build", "--release", "-p", "ferry-export", "-p", "ferry-import", "-p", "ferry-fixtures"], cwd=ROOT, check=True)
+    os.makedirs(OUT, exist_ok=True)
+
+    store = os.path.join(OUT, "store.db")
+    # A tenth of the users first: peak RSS must not grow with the users.
+    small = max(users // 10, 1)
+    fresh(store)
+    s_s, s_rss, _ = measure([tool("ferry-import"), "load", bundle_for(small, 0), "--schema", SCHEMA, "--target", store], ok_codes=(0, 1))
+
+    bundle = bundle_for(users, 0)
+    ferry_runs, raw_runs = [], []
+    for _ in range(rounds):
+        fresh(store)
+        ferry_runs.append(measure([tool("ferry-import"), "load", bundle, "--schema", SCHEMA, "--target", store], ok_codes=(0, 1)))
+        raw_runs.append(raw_insert(store))
+    loaded = int(subprocess.run(["sqlite3", store, "SELECT COUNT(*) FROM users"], capture_output=True, text=True, check=True).stdout)
+    f_s, f_rss = statistics.median(r[0] for r in ferry_runs), max(r[1] for r in ferry_runs)
+    r_s, r_rss = statistics.median(r[0] for r in raw_runs), max(r[1] for r in raw_runs)
 
     print(f"{'':<34} {'users':>9} {'seconds':>8} {'users/s':>9} {'peak RSS':>9}")
     print(f"{'ferry-import load, a tenth':<34} {small:>9} {s_s:>8.2f} {small / s_s:>9.0f} {s_rss:>7.0f}MB")
-    print(f"{'ferry-import load':<34} {users:>9} {f_s:>8.2f} {users / f_s:>9.0f} {f_rss:>7.0f}MB  ({loaded} users created)")
-    print(f"{'sqlite3 INSERT…SELECT, same rows':<34} {users:>9} {r_s:>8.2f} {users / r_s:>9.0f} {r_rss:>7.0f}MB")
+    if rounds > 1:
+        for i, (f, r) in enumerate(zip(ferry_runs, raw_runs), 1):
+            print(f"{f'round {i}: ferry-import load':<34} {users:>9} {f[0]:>8.2f} {users / f[0]:>9.0f} {f[1]:>7.0f}MB")
+            print(f"{f'round {i}: raw insert':<34} {users:>9} {r[0]:>8.2f} {users / r[0]:>9.0f} {r[1]:>7.0f}MB  ({f[0] / r[0]:.1f}x)")
+    median = " (median)" if rounds > 1 else ""
+    print(f"{'ferry-import load' + median:<34} {users:>9} {f_s:>8.2f} {users / f_s:>9.0f} {f_rss:>7.0f}MB  ({loaded} users created)")
+    print(f"{'sqlite3 INSERT…SELECT' + median:<34} {users:>9} {r_s:>8.2f} {users / r_s:>9.0f} {r_rss:>7.0f}MB")
     print(f"ratio: ferry-import load takes {f_s / r_s:.1f}x the time of the raw insert")
 
     if tf_users == 0:

@@ -5,6 +5,8 @@
 //! stands for, and cheaper to compare, so inserting a million keys in random order
 //! touches far fewer pages. The hash only narrows the search: every lookup also compares
 //! the exact text, so two keys that share a hash never conflict and never find each other.
+//! The hash indexes are unique; a key whose hash another key has taken is stored with a
+//! NULL hash and found through a partial index of such keys (docs/store.md, "Lookup keys").
 
 use sha2::{Digest, Sha256};
 

@@ -147,9 +147,11 @@ CREATE INDEX otp_addresses_user ON otp_addresses (user_id);
     // v3: user names and OTP addresses are indexed by a 64-bit hash of their key
     // (`ferry_key_hash`, see key.rs), not by the key's text: a third of the pages, so a
     // load that inserts them in random order touches far fewer. The index is not unique:
-    // the store's write paths check the exact key inside their write transaction, so two
-    // keys that share a hash stay apart. Run with foreign keys off (the users table is
-    // rebuilt under the rows that refer to it).
+    // the hash indexes are UNIQUE, and a key whose hash another key has taken is stored with
+    // a NULL hash (NULLs never conflict), found through a partial index of such keys, which
+    // is empty in practice. Lookups compare the exact text, so two keys that share a hash
+    // stay apart. Run with foreign keys off (the users table is rebuilt under the rows that
+    // refer to it).
     r#"
 CREATE TABLE users_v3 (
     id                     INTEGER PRIMARY KEY,
@@ -175,14 +177,18 @@ INSERT INTO users_v3 (id, subject_id, profile, user_name, normalized_user_name, 
         email_confirmed, phone_number_confirmed, two_factor_enabled, lockout_end, lockout_enabled,
         access_failed_count, created_at, updated_at
     FROM users;
+UPDATE users_v3 SET user_name_hash = NULL
+    WHERE id NOT IN (SELECT MIN(id) FROM users_v3 GROUP BY user_name_hash);
 DROP TABLE users;
 ALTER TABLE users_v3 RENAME TO users;
-CREATE INDEX users_user_name_hash ON users (user_name_hash);
+CREATE UNIQUE INDEX users_user_name_hash ON users (user_name_hash);
+CREATE INDEX users_unhashed_name ON users (normalized_user_name)
+    WHERE user_name_hash IS NULL AND normalized_user_name IS NOT NULL;
 
 CREATE TABLE otp_addresses_v3 (
     channel    TEXT NOT NULL,
     normalized TEXT NOT NULL,
-    key_hash   INTEGER NOT NULL,
+    key_hash   INTEGER,
     address    TEXT NOT NULL,
     verified   INTEGER NOT NULL,
     user_id    INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE
@@ -190,9 +196,12 @@ CREATE TABLE otp_addresses_v3 (
 INSERT INTO otp_addresses_v3 (channel, normalized, key_hash, address, verified, user_id)
     SELECT channel, normalized, ferry_key_hash(channel, normalized), address, verified, user_id
     FROM otp_addresses ORDER BY rowid;
+UPDATE otp_addresses_v3 SET key_hash = NULL
+    WHERE rowid NOT IN (SELECT MIN(rowid) FROM otp_addresses_v3 GROUP BY key_hash);
 DROP TABLE otp_addresses;
 ALTER TABLE otp_addresses_v3 RENAME TO otp_addresses;
-CREATE INDEX otp_addresses_key ON otp_addresses (key_hash);
+CREATE UNIQUE INDEX otp_addresses_key ON otp_addresses (key_hash);
+CREATE INDEX otp_addresses_unhashed ON otp_addresses (channel, normalized) WHERE key_hash IS NULL;
 CREATE INDEX otp_addresses_user ON otp_addresses (user_id);
 "#,
 ];

@@ -299,16 +299,14 @@ impl SqliteStore {
         let name = Key::user_name(normalize(name.trim()));
         let mut ids: Vec<i64> = self
             .conn
-            .prepare_cached(
-                "SELECT id FROM users WHERE user_name_hash = ?1 AND normalized_user_name = ?2",
-            )?
+            .prepare_cached(NAME_HOLDERS)?
             .query_map(params![name.hash, name.text], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         if ids.is_empty() {
             let email = Key::otp(OtpChannel::Email.as_str(), name.text);
             ids = self
                 .conn
-                .prepare_cached(OTP_HOLDER)?
+                .prepare_cached(OTP_HOLDERS)?
                 .query_map(params![email.hash, "Email", email.text], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
         }
@@ -389,7 +387,7 @@ impl SqliteStore {
         };
         if let (Some(name), Some(key)) = (&r.account.user_name, user_name_key(r)) {
             let found = holder(
-                "SELECT subject_id FROM users WHERE user_name_hash = ?1 AND normalized_user_name = ?2",
+                &format!("SELECT subject_id FROM users WHERE id IN ({NAME_HOLDERS})"),
                 &[&key.hash, &key.text],
             )?;
             other("UserName", format!("user name '{name}'"), found);
@@ -416,7 +414,7 @@ impl SqliteStore {
         for otp in &r.otp_addresses {
             let key = otp_key(otp);
             let found = holder(
-                &format!("SELECT subject_id FROM users WHERE id IN ({OTP_HOLDER})"),
+                &format!("SELECT subject_id FROM users WHERE id IN ({OTP_HOLDERS})"),
                 &[&key.hash, &otp.channel.as_str(), &key.text],
             )?;
             let field = if otp.channel == OtpChannel::Email {
@@ -550,6 +548,7 @@ impl<'c> Importer<'c> {
                     self.stamp = now();
                     // Another writer may have added key rows since the last transaction.
                     self.st.key_rows.forget();
+                    self.st.unhashed.forget();
                     return Ok(true);
                 }
                 Err(e) if is_busy(&e) => continue,
@@ -601,6 +600,7 @@ impl<'c> Importer<'c> {
                     // The user may have been created earlier in this chunk.
                     self.flush_pending(&mut pending)?;
                     self.st.key_rows.forget();
+                    self.st.unhashed.forget();
                     overwrite(self.conn, user_id, record, &self.stamp, &self.roles)?
                 }
             });
@@ -700,11 +700,13 @@ struct Stmts<'c> {
     implicit_holder: rusqlite::Statement<'c>,
     insert_user: rusqlite::Statement<'c>,
     user_by_subject: rusqlite::Statement<'c>,
-    name_holder: rusqlite::Statement<'c>,
+    name_by_hash: rusqlite::Statement<'c>,
+    unhashed_name: rusqlite::Statement<'c>,
     subject_by_id: rusqlite::Statement<'c>,
     delete_user: Vec<rusqlite::Statement<'c>>,
     insert_otp: rusqlite::Statement<'c>,
-    otp_holder: rusqlite::Statement<'c>,
+    otp_by_hash: rusqlite::Statement<'c>,
+    unhashed_otp: rusqlite::Statement<'c>,
     insert_login: rusqlite::Statement<'c>,
     login_holder: rusqlite::Statement<'c>,
     insert_passkey: rusqlite::Statement<'c>,
@@ -715,6 +717,37 @@ struct Stmts<'c> {
     insert_passwords: MultiInsert<'c>,
     insert_results: MultiInsert<'c>,
     key_rows: KeyRows<'c>,
+    unhashed: Unhashed<'c>,
+}
+
+/// Whether any user name or OTP address is stored without its hash (because another key
+/// had taken it, see key.rs), learnt once per transaction (and after each merge). There
+/// are none in practice, so the write path need not look for them.
+struct Unhashed<'c> {
+    any_name: rusqlite::Statement<'c>,
+    any_otp: rusqlite::Statement<'c>,
+    names: Option<bool>,
+    otp: Option<bool>,
+}
+
+impl Unhashed<'_> {
+    fn names(&mut self) -> rusqlite::Result<bool> {
+        match self.names {
+            Some(known) => Ok(known),
+            None => Ok(*self.names.insert(self.any_name.exists([])?)),
+        }
+    }
+
+    fn otp(&mut self) -> rusqlite::Result<bool> {
+        match self.otp {
+            Some(known) => Ok(known),
+            None => Ok(*self.otp.insert(self.any_otp.exists([])?)),
+        }
+    }
+
+    fn forget(&mut self) {
+        (self.names, self.otp) = (None, None);
+    }
 }
 
 /// Which unique attributes may have rows in `unique_keys`, learnt once per transaction
@@ -813,14 +846,16 @@ impl<'c> Stmts<'c> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
             )?,
             user_by_subject: c.prepare("SELECT id FROM users WHERE subject_id = ?1")?,
-            name_holder: c.prepare(NAME_HOLDER)?,
+            name_by_hash: c.prepare(NAME_BY_HASH)?,
+            unhashed_name: c.prepare(UNHASHED_NAME)?,
             subject_by_id: c.prepare("SELECT subject_id FROM users WHERE id = ?1")?,
             delete_user: USER_TABLES
                 .iter()
                 .map(|(table, column)| c.prepare(&format!("DELETE FROM {table} WHERE {column} = ?1")))
                 .collect::<rusqlite::Result<_>>()?,
             insert_otp: c.prepare(INSERT_OTP)?,
-            otp_holder: c.prepare(OTP_HOLDER)?,
+            otp_by_hash: c.prepare(OTP_BY_HASH)?,
+            unhashed_otp: c.prepare(UNHASHED_OTP)?,
             insert_login: c.prepare(
                 "INSERT OR IGNORE INTO external_logins (provider, provider_key, display_name, user_id) VALUES (?1, ?2, ?3, ?4)",
             )?,
@@ -843,6 +878,14 @@ impl<'c> Stmts<'c> {
                 "import_results (run_id, seq, subject_id, file, line, status, reason, message)",
                 8,
             )?,
+            unhashed: Unhashed {
+                any_name: c.prepare(
+                    "SELECT 1 FROM users WHERE user_name_hash IS NULL AND normalized_user_name IS NOT NULL LIMIT 1",
+                )?,
+                any_otp: c.prepare("SELECT 1 FROM otp_addresses WHERE key_hash IS NULL LIMIT 1")?,
+                names: None,
+                otp: None,
+            },
             key_rows: KeyRows {
                 any: c.prepare("SELECT 1 FROM unique_keys WHERE attribute = ?1 LIMIT 1")?,
                 known: Default::default(),
@@ -884,22 +927,41 @@ fn json_path(code: &str) -> String {
 /// The user that carries attribute value `?2` by its user name (see
 /// [`carried_by_user_name`]): `?1` the value normalized, `?4` its hash ([`Key::user_name`]),
 /// `?3` the attribute's JSON path.
-const IMPLICIT_HOLDER: &str =
-    "SELECT id FROM users WHERE user_name_hash = ?4 AND normalized_user_name = ?1 AND user_name = ?2
-     AND json_type(profile, ?3) = 'text' AND json_extract(profile, ?3) = ?2";
+const IMPLICIT_HOLDER: &str = "SELECT id FROM users WHERE id IN (
+        SELECT id FROM users WHERE user_name_hash = ?4 AND normalized_user_name = ?1
+        UNION ALL SELECT id FROM users WHERE user_name_hash IS NULL AND normalized_user_name = ?1)
+    AND user_name = ?2 AND json_type(profile, ?3) = 'text' AND json_extract(profile, ?3) = ?2";
 
-/// Another user (not `?3`) with the user-name key `?2`, hashed `?1`. User names are
-/// indexed by hash only, so this is the check that keeps them unique.
-const NAME_HOLDER: &str = "SELECT id FROM users
-    WHERE user_name_hash = ?1 AND normalized_user_name = ?2 AND id != ?3 LIMIT 1";
+/// The users with user-name key `?2`, hashed `?1` ([`Key::user_name`]): under its hash,
+/// or stored without it (see key.rs). There is at most one.
+const NAME_HOLDERS: &str =
+    "SELECT id FROM users WHERE user_name_hash = ?1 AND normalized_user_name = ?2
+    UNION ALL SELECT id FROM users WHERE user_name_hash IS NULL AND normalized_user_name = ?2";
 
-/// The holder of OTP key `?3` on channel `?2`, hashed `?1` ([`Key::otp`]). OTP addresses
-/// are indexed by hash only, so this is the check that keeps them unique.
-const OTP_HOLDER: &str =
-    "SELECT user_id FROM otp_addresses WHERE key_hash = ?1 AND channel = ?2 AND normalized = ?3";
+/// The user whose name has hash `?1`, and that name (it may be another name).
+const NAME_BY_HASH: &str = "SELECT id, normalized_user_name FROM users WHERE user_name_hash = ?1";
 
+/// The user whose name `?1` is stored without its hash.
+const UNHASHED_NAME: &str =
+    "SELECT id FROM users WHERE user_name_hash IS NULL AND normalized_user_name = ?1";
+
+/// The holders of OTP key `?3` on channel `?2`, hashed `?1` ([`Key::otp`]): under its
+/// hash, or stored without it. There is at most one.
+const OTP_HOLDERS: &str =
+    "SELECT user_id FROM otp_addresses WHERE key_hash = ?1 AND channel = ?2 AND normalized = ?3
+    UNION ALL SELECT user_id FROM otp_addresses WHERE key_hash IS NULL AND channel = ?2 AND normalized = ?3";
+
+/// The OTP address whose key has hash `?1`: its holder, channel and key.
+const OTP_BY_HASH: &str =
+    "SELECT user_id, channel, normalized FROM otp_addresses WHERE key_hash = ?1";
+
+/// The holder of OTP key `?2` on channel `?1` stored without its hash.
+const UNHASHED_OTP: &str =
+    "SELECT user_id FROM otp_addresses WHERE key_hash IS NULL AND channel = ?1 AND normalized = ?2";
+
+/// Writes an OTP address unless its key's hash is taken.
 const INSERT_OTP: &str =
-    "INSERT INTO otp_addresses (channel, normalized, key_hash, address, verified, user_id)
+    "INSERT OR IGNORE INTO otp_addresses (channel, normalized, key_hash, address, verified, user_id)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// The statements [`claim_unique_key`] runs.
@@ -944,35 +1006,82 @@ fn claim_unique_key(
     Ok(None)
 }
 
+/// The statements [`claim_otp_address`] runs.
+struct OtpStmts<'s, 'c> {
+    /// [`INSERT_OTP`].
+    insert: &'s mut rusqlite::Statement<'c>,
+    /// [`OTP_BY_HASH`].
+    by_hash: &'s mut rusqlite::Statement<'c>,
+    /// [`UNHASHED_OTP`].
+    unhashed: &'s mut rusqlite::Statement<'c>,
+}
+
+/// What [`claim_otp_address`] did.
+struct OtpClaim {
+    /// Another user that holds the key (then nothing was written).
+    other: Option<i64>,
+    /// The address was written without its hash, which another key had taken.
+    unhashed: bool,
+}
+
 /// Writes OTP address `otp` (its key `key`) for user `user_id` unless the user has it
-/// already, and returns another user that holds it, if one does (then nothing is written).
-/// `holder` is [`OTP_HOLDER`] and `insert` [`INSERT_OTP`].
+/// already or another user holds it. `unhashed_may_exist` says whether keys stored
+/// without their hash may exist (`true` is always correct; `false` saves a lookup).
 fn claim_otp_address(
-    holder: &mut rusqlite::Statement<'_>,
-    insert: &mut rusqlite::Statement<'_>,
+    st: OtpStmts<'_, '_>,
     user_id: i64,
     otp: &OtpAddress,
     key: &Key,
-) -> rusqlite::Result<Option<i64>> {
+    unhashed_may_exist: bool,
+) -> rusqlite::Result<OtpClaim> {
     let channel = otp.channel.as_str();
-    match holder
-        .query_row(params![key.hash, channel, key.text], |row| row.get(0))
-        .optional()?
-    {
-        Some(holder) if holder == user_id => Ok(None),
-        Some(holder) => Ok(Some(holder)),
-        None => {
-            insert.execute(params![
-                channel,
-                key.text,
-                key.hash,
-                otp.address,
-                otp.verified,
-                user_id
-            ])?;
-            Ok(None)
+    let held = |other: i64| OtpClaim {
+        other: Some(other).filter(|&o| o != user_id),
+        unhashed: false,
+    };
+    if unhashed_may_exist {
+        if let Some(holder) = st
+            .unhashed
+            .query_row(params![channel, key.text], |row| row.get(0))
+            .optional()?
+        {
+            return Ok(held(holder));
         }
     }
+    let row = params![
+        channel,
+        key.text,
+        key.hash,
+        otp.address,
+        otp.verified,
+        user_id
+    ];
+    if st.insert.execute(row)? == 1 {
+        return Ok(OtpClaim {
+            other: None,
+            unhashed: false,
+        });
+    }
+    let (holder, its_channel, its_key): (i64, String, String) = st
+        .by_hash
+        .query_row([key.hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    if its_channel == channel && its_key == key.text {
+        return Ok(held(holder));
+    }
+    // Another key has this hash: this one is stored without it.
+    let row = params![
+        channel,
+        key.text,
+        None::<i64>,
+        otp.address,
+        otp.verified,
+        user_id
+    ];
+    st.insert.execute(row)?;
+    Ok(OtpClaim {
+        other: None,
+        unhashed: true,
+    })
 }
 
 /// The result of inserting a record as a new user.
@@ -1005,32 +1114,72 @@ fn insert_fresh(
     }
     let a = &r.account;
     let name = e.user_name.as_ref();
-    let inserted = st.insert_user.insert(params![
-        r.subject_id.as_str(),
-        e.profile,
-        a.user_name,
-        name.map(|k| &k.text),
-        name.map(|k| k.hash),
-        a.email_confirmed,
-        a.phone_number_confirmed,
-        a.two_factor_enabled,
-        e.lockout_end,
-        a.lockout_enabled,
-        a.access_failed_count,
-        stamp
-    ]);
-    let user_id = match inserted {
-        Ok(id) => id,
-        Err(rusqlite::Error::StatementChangedRows(0)) => 0,
-        Err(e) => return Err(e),
+    let insert_user = |st: &mut Stmts<'_>, hash: Option<i64>| {
+        let inserted = st.insert_user.insert(params![
+            r.subject_id.as_str(),
+            e.profile,
+            a.user_name,
+            name.map(|k| &k.text),
+            hash,
+            a.email_confirmed,
+            a.phone_number_confirmed,
+            a.two_factor_enabled,
+            e.lockout_end,
+            a.lockout_enabled,
+            a.access_failed_count,
+            stamp
+        ]);
+        match inserted {
+            Ok(id) => Ok(Some(id)),
+            Err(rusqlite::Error::StatementChangedRows(0)) => Ok(None),
+            Err(e) => Err(e),
+        }
     };
-    if user_id == 0 {
-        // The subject is the users table's only unique column.
-        let id = st
-            .user_by_subject
-            .query_row([r.subject_id.as_str()], |row| row.get(0))?;
-        return Ok(Fresh::Exists(id));
-    }
+    let name_conflict = |st: &mut Stmts<'_>, holder: Option<i64>| -> rusqlite::Result<Fresh> {
+        Ok(Fresh::Failed(Outcome::failed(
+            Reason::ProfileUniqueKeyConflict,
+            format!(
+                "user name '{}' is already used by subject {}",
+                a.user_name.as_deref().unwrap_or(""),
+                st.subject(holder)?
+            ),
+        )))
+    };
+    let user_id = match (insert_user(st, name.map(|k| k.hash))?, name) {
+        (Some(id), _) => id,
+        (None, name) => {
+            // Not written: the subject exists, or else the user name's hash is taken.
+            if let Some(id) = st
+                .user_by_subject
+                .query_row([r.subject_id.as_str()], |row| row.get(0))
+                .optional()?
+            {
+                return Ok(Fresh::Exists(id));
+            }
+            let Some(name) = name else {
+                return Err(rusqlite::Error::StatementChangedRows(0));
+            };
+            let (holder, its_name): (i64, String) = st
+                .name_by_hash
+                .query_row([name.hash], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            if its_name == name.text {
+                return name_conflict(st, Some(holder));
+            }
+            let unhashed = st
+                .unhashed_name
+                .query_row([&name.text], |row| row.get(0))
+                .optional()?;
+            if unhashed.is_some() {
+                return name_conflict(st, unhashed);
+            }
+            // Another name has this hash: this one is stored without it.
+            st.unhashed.names = Some(true);
+            match insert_user(st, None)? {
+                Some(id) => id,
+                None => return Err(rusqlite::Error::StatementChangedRows(0)),
+            }
+        }
+    };
     let conflict = |st: &mut Stmts<'_>,
                     reason: Reason,
                     what: String,
@@ -1042,14 +1191,18 @@ fn insert_fresh(
         }
         Ok(Fresh::Failed(Outcome::failed(reason, message)))
     };
+    // A name stored without its hash (another name had taken it) is found only here.
     if let Some(name) = name {
-        let holder = st
-            .name_holder
-            .query_row(params![name.hash, name.text, user_id], |row| row.get(0))
-            .optional()?;
-        if holder.is_some() {
-            let what = format!("user name '{}'", a.user_name.as_deref().unwrap_or(""));
-            return conflict(st, Reason::ProfileUniqueKeyConflict, what, holder);
+        if st.unhashed.names()? {
+            let holder = st
+                .unhashed_name
+                .query_map([&name.text], |row| row.get::<_, i64>(0))?
+                .find(|h| h.as_ref().map_or(true, |&h| h != user_id))
+                .transpose()?;
+            if holder.is_some() {
+                let what = format!("user name '{}'", a.user_name.as_deref().unwrap_or(""));
+                return conflict(st, Reason::ProfileUniqueKeyConflict, what, holder);
+            }
         }
     }
     for ((code, value), carried) in r.unique_keys.iter().zip(&e.carried) {
@@ -1076,10 +1229,19 @@ fn insert_fresh(
         }
     }
     for (otp, key) in r.otp_addresses.iter().zip(&e.otp_keys) {
-        let holder = claim_otp_address(&mut st.otp_holder, &mut st.insert_otp, user_id, otp, key)?;
-        if holder.is_some() {
+        let unhashed_may_exist = st.unhashed.otp()?;
+        let otp_st = OtpStmts {
+            insert: &mut st.insert_otp,
+            by_hash: &mut st.otp_by_hash,
+            unhashed: &mut st.unhashed_otp,
+        };
+        let claim = claim_otp_address(otp_st, user_id, otp, key, unhashed_may_exist)?;
+        if claim.unhashed {
+            st.unhashed.otp = Some(true);
+        }
+        if claim.other.is_some() {
             let what = format!("{} OTP address '{}'", otp.channel.as_str(), otp.address);
-            return conflict(st, Reason::AuthenticatorKeyConflict, what, holder);
+            return conflict(st, Reason::AuthenticatorKeyConflict, what, claim.other);
         }
     }
     for l in &r.external_logins {
@@ -1181,7 +1343,11 @@ fn update_account(
     let a = &r.account;
     let name = user_name_key(r);
     if let Some(name) = &name {
-        let other = owner(sp, NAME_HOLDER, params![name.hash, name.text, user_id])?;
+        let other = sp
+            .prepare_cached(NAME_HOLDERS)?
+            .query_map(params![name.hash, name.text], |row| row.get::<_, i64>(0))?
+            .find(|h| h.as_ref().map_or(true, |&h| h != user_id))
+            .transpose()?;
         if other.is_some() {
             return Ok(Err(Outcome::failed(
                 Reason::ProfileUniqueKeyConflict,
@@ -1193,6 +1359,17 @@ fn update_account(
             )));
         }
     }
+    // Stored without its hash if another user's name has taken it (see key.rs).
+    let hash = match &name {
+        Some(name) => owner(
+            sp,
+            "SELECT id FROM users WHERE user_name_hash = ?1 AND id != ?2",
+            params![name.hash, user_id],
+        )?
+        .is_none()
+        .then_some(name.hash),
+        None => None,
+    };
     sp.prepare_cached(
         "UPDATE users SET profile = ?2, user_name = ?3, normalized_user_name = ?4, user_name_hash = ?5,
             email_confirmed = ?6, phone_number_confirmed = ?7, two_factor_enabled = ?8, lockout_end = ?9,
@@ -1203,7 +1380,7 @@ fn update_account(
         serde_json::to_string(profile).expect("a JSON map serialises"),
         a.user_name,
         name.as_ref().map(|k| &k.text),
-        name.as_ref().map(|k| k.hash),
+        hash,
         a.email_confirmed,
         a.phone_number_confirmed,
         a.two_factor_enabled,
@@ -1280,11 +1457,17 @@ fn merge_authenticators(sp: &Connection, user_id: i64, r: &ImportRecord) -> rusq
         )))
     };
     for otp in &r.otp_addresses {
-        let (mut holder, mut insert) = (
-            sp.prepare_cached(OTP_HOLDER)?,
+        let (mut insert, mut by_hash, mut unhashed) = (
             sp.prepare_cached(INSERT_OTP)?,
+            sp.prepare_cached(OTP_BY_HASH)?,
+            sp.prepare_cached(UNHASHED_OTP)?,
         );
-        let other = claim_otp_address(&mut holder, &mut insert, user_id, otp, &otp_key(otp))?;
+        let otp_st = OtpStmts {
+            insert: &mut insert,
+            by_hash: &mut by_hash,
+            unhashed: &mut unhashed,
+        };
+        let other = claim_otp_address(otp_st, user_id, otp, &otp_key(otp), true)?.other;
         if other.is_some() {
             return conflict(
                 format!("{} OTP address '{}'", otp.channel.as_str(), otp.address),
@@ -1678,6 +1861,26 @@ mod tests {
             let subjects: Vec<_> = found.iter().map(|u| u.subject_id.as_str()).collect();
             assert_eq!(subjects, ["s2"], "{name}");
         }
+        // The keys stored without their hash still keep their holder's claim.
+        let out = store
+            .import_batch(
+                run,
+                Policy::Skip,
+                &[
+                    item(record("s3", "BOB", "c@x.org")),
+                    item(record("s4", "carl", "b@X.org")),
+                ],
+                2,
+            )
+            .unwrap();
+        let messages: Vec<_> = out.iter().map(|o| o.message.as_deref()).collect();
+        assert_eq!(
+            messages,
+            [
+                Some("user name 'BOB' is already used by subject s2"),
+                Some("Email OTP address 'b@X.org' is already used by subject s2"),
+            ]
+        );
         let conflicts = store.conflicts(&record("s9", "bob", "b@x.org")).unwrap();
         let holders: Vec<_> = conflicts.iter().filter(|c| c.2).map(|c| &c.1).collect();
         assert_eq!(holders.len(), 3, "{conflicts:?}");

@@ -405,7 +405,7 @@ impl SqliteStore {
                         &format!(
                             "SELECT subject_id FROM users WHERE id IN ({IMPLICIT_HOLDER}) AND subject_id != ?5"
                         ),
-                        &[&key.text, value, &json_path(code), &key.hash, &me],
+                        &[&key.hash, &key.text, value, &json_path(code), &me],
                     )?
                 }
             };
@@ -546,9 +546,7 @@ impl<'c> Importer<'c> {
                 Ok(()) => {
                     self.open = true;
                     self.stamp = now();
-                    // Another writer may have added key rows since the last transaction.
-                    self.st.key_rows.forget();
-                    self.st.unhashed.forget();
+                    self.st.forget_learnt();
                     return Ok(true);
                 }
                 Err(e) if is_busy(&e) => continue,
@@ -599,8 +597,7 @@ impl<'c> Importer<'c> {
                 Fresh::Exists(user_id) => {
                     // The user may have been created earlier in this chunk.
                     self.flush_pending(&mut pending)?;
-                    self.st.key_rows.forget();
-                    self.st.unhashed.forget();
+                    self.st.forget_learnt();
                     overwrite(self.conn, user_id, record, &self.stamp, &self.roles)?
                 }
             });
@@ -721,37 +718,40 @@ struct Stmts<'c> {
 }
 
 /// Whether any user name or OTP address is stored without its hash (because another key
-/// had taken it, see key.rs), learnt once per transaction (and after each merge). There
-/// are none in practice, so the write path need not look for them.
+/// had taken it, see key.rs). There are none in practice, so the write path need not look
+/// for them.
 struct Unhashed<'c> {
-    any_name: rusqlite::Statement<'c>,
-    any_otp: rusqlite::Statement<'c>,
-    names: Option<bool>,
-    otp: Option<bool>,
+    names: Fact<'c>,
+    otp: Fact<'c>,
 }
 
-impl Unhashed<'_> {
-    fn names(&mut self) -> rusqlite::Result<bool> {
-        match self.names {
+/// Whether some row exists, learnt once per transaction (see [`Stmts::forget_learnt`]).
+struct Fact<'c> {
+    /// Returns a row if the fact holds.
+    query: rusqlite::Statement<'c>,
+    known: Option<bool>,
+}
+
+impl<'c> Fact<'c> {
+    fn new(query: rusqlite::Statement<'c>) -> Fact<'c> {
+        Fact { query, known: None }
+    }
+
+    fn holds(&mut self) -> rusqlite::Result<bool> {
+        match self.known {
             Some(known) => Ok(known),
-            None => Ok(*self.names.insert(self.any_name.exists([])?)),
+            None => Ok(*self.known.insert(self.query.exists([])?)),
         }
     }
 
-    fn otp(&mut self) -> rusqlite::Result<bool> {
-        match self.otp {
-            Some(known) => Ok(known),
-            None => Ok(*self.otp.insert(self.any_otp.exists([])?)),
-        }
-    }
-
-    fn forget(&mut self) {
-        (self.names, self.otp) = (None, None);
+    /// A row that makes the fact hold was just written.
+    fn now_holds(&mut self) {
+        self.known = Some(true);
     }
 }
 
 /// Which unique attributes may have rows in `unique_keys`, learnt once per transaction
-/// (and after each merge): a value carried by a user name need not be looked up there
+/// (see [`Stmts::forget_learnt`]): a value carried by a user name need not be looked up there
 /// for an attribute that has none, as under the default mapping.
 struct KeyRows<'c> {
     any: rusqlite::Statement<'c>,
@@ -771,10 +771,6 @@ impl KeyRows<'_> {
     /// A key row of `code` is about to be written.
     fn written(&mut self, code: &str) {
         self.known.insert(code.to_string(), true);
-    }
-
-    fn forget(&mut self) {
-        self.known.clear();
     }
 }
 
@@ -879,18 +875,26 @@ impl<'c> Stmts<'c> {
                 8,
             )?,
             unhashed: Unhashed {
-                any_name: c.prepare(
+                names: Fact::new(c.prepare(
                     "SELECT 1 FROM users WHERE user_name_hash IS NULL AND normalized_user_name IS NOT NULL LIMIT 1",
-                )?,
-                any_otp: c.prepare("SELECT 1 FROM otp_addresses WHERE key_hash IS NULL LIMIT 1")?,
-                names: None,
-                otp: None,
+                )?),
+                otp: Fact::new(c.prepare(
+                    "SELECT 1 FROM otp_addresses WHERE key_hash IS NULL LIMIT 1",
+                )?),
             },
             key_rows: KeyRows {
                 any: c.prepare("SELECT 1 FROM unique_keys WHERE attribute = ?1 LIMIT 1")?,
                 known: Default::default(),
             },
         })
+    }
+
+    /// Forgets what was learnt about the store's rows ([`KeyRows`], [`Unhashed`]): at each
+    /// transaction, as another writer may have written since, and after each merge.
+    fn forget_learnt(&mut self) {
+        self.key_rows.known.clear();
+        self.unhashed.names.known = None;
+        self.unhashed.otp.known = None;
     }
 
     fn subject(&mut self, user_id: Option<i64>) -> rusqlite::Result<String> {
@@ -924,19 +928,27 @@ fn json_path(code: &str) -> String {
     format!("$.\"{code}\"")
 }
 
-/// The user that carries attribute value `?2` by its user name (see
-/// [`carried_by_user_name`]): `?1` the value normalized, `?4` its hash ([`Key::user_name`]),
-/// `?3` the attribute's JSON path.
-const IMPLICIT_HOLDER: &str = "SELECT id FROM users WHERE id IN (
-        SELECT id FROM users WHERE user_name_hash = ?4 AND normalized_user_name = ?1
-        UNION ALL SELECT id FROM users WHERE user_name_hash IS NULL AND normalized_user_name = ?1)
-    AND user_name = ?2 AND json_type(profile, ?3) = 'text' AND json_extract(profile, ?3) = ?2";
-
 /// The users with user-name key `?2`, hashed `?1` ([`Key::user_name`]): under its hash,
-/// or stored without it (see key.rs). There is at most one.
-const NAME_HOLDERS: &str =
-    "SELECT id FROM users WHERE user_name_hash = ?1 AND normalized_user_name = ?2
-    UNION ALL SELECT id FROM users WHERE user_name_hash IS NULL AND normalized_user_name = ?2";
+/// or stored without it (see key.rs). There is at most one. A macro, so that
+/// [`IMPLICIT_HOLDER`] can build on it at compile time.
+macro_rules! name_holders {
+    () => {
+        "SELECT id FROM users WHERE user_name_hash = ?1 AND normalized_user_name = ?2
+        UNION ALL SELECT id FROM users WHERE user_name_hash IS NULL AND normalized_user_name = ?2"
+    };
+}
+
+/// See [`name_holders`].
+const NAME_HOLDERS: &str = name_holders!();
+
+/// The user that carries attribute value `?3` by its user name (see
+/// [`carried_by_user_name`]): `?2` the value normalized and `?1` its hash
+/// ([`Key::user_name`]), `?4` the attribute's JSON path.
+const IMPLICIT_HOLDER: &str = concat!(
+    "SELECT id FROM users WHERE id IN (",
+    name_holders!(),
+    ") AND user_name = ?3 AND json_type(profile, ?4) = 'text' AND json_extract(profile, ?4) = ?3"
+);
 
 /// The user whose name has hash `?1`, and that name (it may be another name).
 const NAME_BY_HASH: &str = "SELECT id, normalized_user_name FROM users WHERE user_name_hash = ?1";
@@ -993,7 +1005,7 @@ fn claim_unique_key(
     let mut rows = if written {
         let key = Key::user_name(normalize(value));
         st.implicit
-            .query(params![key.text, value, json_path(code), key.hash])?
+            .query(params![key.hash, key.text, value, json_path(code)])?
     } else {
         st.explicit.query(params![code, value])?
     };
@@ -1173,7 +1185,7 @@ fn insert_fresh(
                 return name_conflict(st, unhashed);
             }
             // Another name has this hash: this one is stored without it.
-            st.unhashed.names = Some(true);
+            st.unhashed.names.now_holds();
             match insert_user(st, None)? {
                 Some(id) => id,
                 None => return Err(rusqlite::Error::StatementChangedRows(0)),
@@ -1193,7 +1205,7 @@ fn insert_fresh(
     };
     // A name stored without its hash (another name had taken it) is found only here.
     if let Some(name) = name {
-        if st.unhashed.names()? {
+        if st.unhashed.names.holds()? {
             let holder = st
                 .unhashed_name
                 .query_map([&name.text], |row| row.get::<_, i64>(0))?
@@ -1229,7 +1241,7 @@ fn insert_fresh(
         }
     }
     for (otp, key) in r.otp_addresses.iter().zip(&e.otp_keys) {
-        let unhashed_may_exist = st.unhashed.otp()?;
+        let unhashed_may_exist = st.unhashed.otp.holds()?;
         let otp_st = OtpStmts {
             insert: &mut st.insert_otp,
             by_hash: &mut st.otp_by_hash,
@@ -1237,7 +1249,7 @@ fn insert_fresh(
         };
         let claim = claim_otp_address(otp_st, user_id, otp, key, unhashed_may_exist)?;
         if claim.unhashed {
-            st.unhashed.otp = Some(true);
+            st.unhashed.otp.now_holds();
         }
         if claim.other.is_some() {
             let what = format!("{} OTP address '{}'", otp.channel.as_str(), otp.address);

@@ -60,6 +60,40 @@ impl fmt::Display for Status {
     }
 }
 
+/// How many records of a run ended in each status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    /// New users.
+    pub created: u64,
+    /// Existing users, merged.
+    pub updated: u64,
+    /// Existing users, left alone.
+    pub skipped: u64,
+    /// Records not imported.
+    pub failed: u64,
+}
+
+impl RunCounts {
+    /// Counts one record that ended in `status`.
+    pub fn add(&mut self, status: Status) {
+        match status {
+            Status::Created => self.created += 1,
+            Status::Updated => self.updated += 1,
+            Status::Skipped => self.skipped += 1,
+            Status::Failed => self.failed += 1,
+        }
+    }
+}
+
+impl std::ops::AddAssign for RunCounts {
+    fn add_assign(&mut self, other: RunCounts) {
+        self.created += other.created;
+        self.updated += other.updated;
+        self.skipped += other.skipped;
+        self.failed += other.failed;
+    }
+}
+
 /// Why a record was not created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {

@@ -11,7 +11,7 @@
 //! - [`login`]: password checks by algorithm id, and the re-hash to the preferred one.
 //!
 //! ```no_run
-//! use ferry_store::{SqliteStore, Policy};
+//! use ferry_store::{Policy, RunCounts, SqliteStore};
 //!
 //! let mut store = SqliteStore::open("users.db".as_ref())?;
 //! let run = store.begin_run("bundle/", Policy::Skip)?;
@@ -20,7 +20,8 @@
 //!     // importer.write(&items)? for each chunk of `Item::new(…)`s, then now and then:
 //!     importer.commit()?;
 //! }
-//! store.finish_run(run, "completed")?;
+//! // The counts of the records written, from each `Outcome::status`:
+//! store.finish_run(run, "completed", RunCounts::default())?;
 //! # Ok::<(), ferry_store::Error>(())
 //! ```
 #![deny(missing_docs)]
@@ -32,7 +33,7 @@ pub mod model;
 mod schema;
 mod sqlite;
 
-pub use import::{Item, Outcome, Policy, Reason, Status};
+pub use import::{Item, Outcome, Policy, Reason, RunCounts, Status};
 pub use model::*;
 pub use sqlite::{Error, Importer, RunId, Snapshot, SqliteStore, StoredUser};
 

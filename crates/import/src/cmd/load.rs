@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use ferry_store::{Importer, Item, Policy, SqliteStore, Status};
+use ferry_store::{Importer, Item, Policy, RunCounts, SqliteStore, Status};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::pipeline::{self, problem_line, Options};
@@ -79,14 +79,6 @@ pub enum OnConflict {
 /// Failures printed one by one before the rest are only counted.
 const PRINTED_FAILURES: u64 = 50;
 
-#[derive(Default, Clone, Copy)]
-struct Counts {
-    created: u64,
-    updated: u64,
-    skipped: u64,
-    failed: u64,
-}
-
 /// A mapped record made ready for the store on the mapping threads.
 struct Prepared {
     /// The record's warnings, formatted.
@@ -125,8 +117,9 @@ struct Loader<'a, 's> {
     batch_no: u64,
     /// Records written since the last commit, and what became of them.
     in_batch: u64,
-    batch: Counts,
-    counts: Counts,
+    batch: RunCounts,
+    /// What became of the records committed so far.
+    counts: RunCounts,
 }
 
 impl Loader<'_, '_> {
@@ -144,24 +137,18 @@ impl Loader<'_, '_> {
     fn write_batch_part(&mut self, items: &[Item]) -> Result<()> {
         let outcomes = self.importer.write(items)?;
         for (item, o) in items.iter().zip(&outcomes) {
-            match o.status {
-                Status::Created => self.batch.created += 1,
-                Status::Updated => self.batch.updated += 1,
-                Status::Skipped => self.batch.skipped += 1,
-                Status::Failed => {
-                    self.batch.failed += 1;
-                    if self.counts.failed + self.batch.failed <= PRINTED_FAILURES && !self.json {
-                        self.progress.suspend(|| {
-                            eprintln!(
-                                "FAILED {} ({}:{}): {}",
-                                item.subject.as_deref().unwrap_or("(no Id)"),
-                                item.file,
-                                item.line,
-                                o.message.as_deref().unwrap_or("")
-                            )
-                        });
-                    }
-                }
+            self.batch.add(o.status);
+            let printed = self.counts.failed + self.batch.failed <= PRINTED_FAILURES;
+            if o.status == Status::Failed && printed && !self.json {
+                self.progress.suspend(|| {
+                    eprintln!(
+                        "FAILED {} ({}:{}): {}",
+                        item.subject.as_deref().unwrap_or("(no Id)"),
+                        item.file,
+                        item.line,
+                        o.message.as_deref().unwrap_or("")
+                    )
+                });
             }
             if o.status != Status::Created {
                 if let Some(w) = self.report.as_mut() {
@@ -191,10 +178,7 @@ impl Loader<'_, '_> {
         self.batch_no += 1;
         let batch = std::mem::take(&mut self.batch);
         self.in_batch = 0;
-        self.counts.created += batch.created;
-        self.counts.updated += batch.updated;
-        self.counts.skipped += batch.skipped;
-        self.counts.failed += batch.failed;
+        self.counts += batch;
         if self.log_batches {
             eprintln!(
                 "Batch {}: created={}, updated={}, skipped={}, failed={}",
@@ -265,8 +249,8 @@ pub fn run(args: Args) -> Result<ExitStatus> {
             batch_size: args.batch_size,
             batch_no: 0,
             in_batch: 0,
-            batch: Counts::default(),
-            counts: Counts::default(),
+            batch: RunCounts::default(),
+            counts: RunCounts::default(),
         };
         pipeline::run_with(&bundle, &mapper, &opts, &prepare, &mut |chunk| {
             if !args.json {
@@ -284,14 +268,14 @@ pub fn run(args: Args) -> Result<ExitStatus> {
         loader.commit()?;
         loader.counts
     };
-    let Counts {
+    progress.finish_and_clear();
+    store.finish_run(run, "completed", counts)?;
+    let RunCounts {
         created,
         updated,
         skipped,
         failed,
     } = counts;
-    progress.finish_and_clear();
-    store.finish_run(run, "completed")?;
     if let Some(mut w) = report {
         w.flush()?;
     }

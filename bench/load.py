@@ -9,7 +9,7 @@
    loaded into a fresh store by `ferry-import load`; so is one of a tenth of the users
    first, to show that peak RSS does not grow with the users.
 2. The baseline inserts exactly the rows ferry wrote (every table of the finished store)
-   into a fresh store with the same schema and indexes, with one `INSERT … SELECT` per
+   into a fresh store with the same schema, indexes and page size, with one `INSERT … SELECT` per
    table in a single transaction: SQLite's plain bulk insert, no checks, no mapping.
 ROUNDS > 1 repeats steps 1 (the full load) and 2 in turn and reports the median of each
 and their ratio: single runs of either scatter by 10-30% on a small machine.
@@ -65,7 +65,9 @@ def raw_insert(store):
     fresh(raw)
     schema = subprocess.run(["sqlite3", store, ".schema"], capture_output=True, text=True, check=True).stdout
     schema = "\n".join(l for l in schema.splitlines() if "sqlite_sequence" not in l)
-    subprocess.run(["sqlite3", raw], input="PRAGMA journal_mode = WAL;\n" + schema, text=True, check=True, capture_output=True)
+    page_size = subprocess.run(["sqlite3", store, "PRAGMA page_size"], capture_output=True, text=True, check=True).stdout.strip()
+    setup = f"PRAGMA page_size = {page_size};\nPRAGMA journal_mode = WAL;\n"
+    subprocess.run(["sqlite3", raw], input=setup + schema, text=True, check=True, capture_output=True)
     tables = ["roles", "users", "unique_keys", "passwords", "otp_addresses", "external_logins", "passkeys",
               "totp_devices", "recovery_codes", "memberships", "import_runs", "import_results"]
     script = os.path.join(OUT, "raw.sql")

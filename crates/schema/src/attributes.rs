@@ -318,6 +318,30 @@ impl AttributeSchema {
 
 /// Checks `value` against `t`; the error says what was expected at which path.
 pub fn check_value(value: &Value, t: &AttributeType, path: &str) -> Result<(), String> {
+    check_at(value, t, ValuePath::Root(path))
+}
+
+/// Where a value sits inside an attribute's value (`name.givenName`, `emails[2]`). It
+/// lives on the stack and is formatted only when a value is wrong, so that checking a
+/// good value allocates nothing.
+#[derive(Clone, Copy)]
+enum ValuePath<'a> {
+    Root(&'a str),
+    Property(&'a ValuePath<'a>, &'a str),
+    Item(&'a ValuePath<'a>, usize),
+}
+
+impl fmt::Display for ValuePath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValuePath::Root(name) => f.write_str(name),
+            ValuePath::Property(parent, name) => write!(f, "{parent}.{name}"),
+            ValuePath::Item(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
+fn check_at(value: &Value, t: &AttributeType, path: ValuePath<'_>) -> Result<(), String> {
     let kind = |v: &Value| match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",
@@ -369,7 +393,7 @@ pub fn check_value(value: &Value, t: &AttributeType, path: &str) -> Result<(), S
                 else {
                     return Err(format!("{path}: property '{k}' is not defined"));
                 };
-                check_value(v, pt, &format!("{path}.{k}"))?;
+                check_at(v, pt, ValuePath::Property(&path, k))?;
             }
             Ok(())
         }
@@ -378,7 +402,7 @@ pub fn check_value(value: &Value, t: &AttributeType, path: &str) -> Result<(), S
                 return Err(format!("{path}: expects a list but got {}", kind(value)));
             };
             for (i, item) in items.iter().enumerate() {
-                check_value(item, element, &format!("{path}[{i}]"))?;
+                check_at(item, element, ValuePath::Item(&path, i))?;
             }
             Ok(())
         }

@@ -644,24 +644,38 @@ impl<'c> Importer<'c> {
                 stmt.raw_bind_parameter(at + 4, parameters)?;
                 stmt.raw_bind_parameter(at + 5, stamp)
             })?;
-        for (user_id, item) in pending.iter() {
-            let Ok(r) = &item.record else { continue };
+        let records = || {
+            pending
+                .iter()
+                .filter_map(|(id, item)| Some((*id, item.record.as_ref().ok()?)))
+        };
+        for (user_id, r) in records() {
             for t in &r.totp_devices {
                 self.st
                     .insert_totp
                     .execute(params![user_id, t.name, t.key])?;
             }
-            for c in &r.hashed_recovery_codes {
-                self.st
-                    .insert_recovery
-                    .execute(params![user_id, c.salt, c.hash, c.iterations])?;
-            }
-            for role in &r.roles {
-                self.st
-                    .insert_membership
-                    .execute(params![user_id, role.as_str()])?;
-            }
         }
+        let codes: Vec<_> = records()
+            .flat_map(|(id, r)| r.hashed_recovery_codes.iter().map(move |c| (id, c)))
+            .collect();
+        self.st.insert_recovery.run(codes.len(), |stmt, at, row| {
+            let (id, c) = codes[row];
+            stmt.raw_bind_parameter(at, id)?;
+            stmt.raw_bind_parameter(at + 1, &c.salt)?;
+            stmt.raw_bind_parameter(at + 2, &c.hash)?;
+            stmt.raw_bind_parameter(at + 3, c.iterations)
+        })?;
+        let memberships: Vec<_> = records()
+            .flat_map(|(id, r)| r.roles.iter().map(move |role| (id, role.as_str())))
+            .collect();
+        self.st
+            .insert_memberships
+            .run(memberships.len(), |stmt, at, row| {
+                let (id, role) = memberships[row];
+                stmt.raw_bind_parameter(at, id)?;
+                stmt.raw_bind_parameter(at + 1, role)
+            })?;
         pending.clear();
         Ok(())
     }
@@ -722,8 +736,8 @@ struct Stmts<'c> {
     insert_passkey: rusqlite::Statement<'c>,
     passkey_holder: rusqlite::Statement<'c>,
     insert_totp: rusqlite::Statement<'c>,
-    insert_recovery: rusqlite::Statement<'c>,
-    insert_membership: rusqlite::Statement<'c>,
+    insert_recovery: MultiInsert<'c>,
+    insert_memberships: MultiInsert<'c>,
     insert_passwords: MultiInsert<'c>,
     insert_results: MultiInsert<'c>,
     key_rows: KeyRows<'c>,
@@ -799,8 +813,8 @@ impl<'c> MultiInsert<'c> {
     /// Rows per statement.
     const ROWS: usize = 50;
 
-    /// `into` is `table (column, …)` with `columns` columns.
-    fn prepare(c: &'c Connection, into: &str, columns: usize) -> rusqlite::Result<Self> {
+    /// `head` is `INSERT [OR IGNORE] INTO table (column, …)` with `columns` columns.
+    fn prepare(c: &'c Connection, head: &str, columns: usize) -> rusqlite::Result<Self> {
         let sql = |rows: usize| {
             let values: Vec<String> = (0..rows)
                 .map(|r| {
@@ -810,7 +824,7 @@ impl<'c> MultiInsert<'c> {
                     format!("({})", p.join(", "))
                 })
                 .collect();
-            format!("INSERT INTO {into} VALUES {}", values.join(", "))
+            format!("{head} VALUES {}", values.join(", "))
         };
         Ok(MultiInsert {
             one: c.prepare(&sql(1))?,
@@ -875,16 +889,25 @@ impl<'c> Stmts<'c> {
             )?,
             passkey_holder: c.prepare("SELECT user_id FROM passkeys WHERE credential_id = ?1")?,
             insert_totp: c.prepare("INSERT OR IGNORE INTO totp_devices (user_id, name, key) VALUES (?1, ?2, ?3)")?,
-            insert_recovery: c.prepare("INSERT INTO recovery_codes (user_id, salt, hash, iterations) VALUES (?1, ?2, ?3, ?4)")?,
-            insert_membership: c.prepare("INSERT OR IGNORE INTO memberships (user_id, role_id) VALUES (?1, ?2)")?,
+            insert_recovery: MultiInsert::prepare(
+                c,
+                "INSERT INTO recovery_codes (user_id, salt, hash, iterations)",
+                4,
+            )?,
+            // A record may name a role twice.
+            insert_memberships: MultiInsert::prepare(
+                c,
+                "INSERT OR IGNORE INTO memberships (user_id, role_id)",
+                2,
+            )?,
             insert_passwords: MultiInsert::prepare(
                 c,
-                "passwords (user_id, algorithm, hash, salt, parameters, set_at)",
+                "INSERT INTO passwords (user_id, algorithm, hash, salt, parameters, set_at)",
                 6,
             )?,
             insert_results: MultiInsert::prepare(
                 c,
-                "import_results (run_id, seq, subject_id, file, line, status, reason, message)",
+                "INSERT INTO import_results (run_id, seq, subject_id, file, line, status, reason, message)",
                 8,
             )?,
             unhashed: Unhashed {
@@ -1923,6 +1946,52 @@ mod tests {
             holders.iter().all(|m| m.contains("subject s2")),
             "{conflicts:?}"
         );
+    }
+
+    #[test]
+    fn rows_written_many_to_a_statement_all_arrive() {
+        // More records than one multi-row statement takes, so both statements run; every
+        // record names a role twice.
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let roles: Vec<RoleImport> = ["r1", "r2"]
+            .iter()
+            .map(|id| RoleImport {
+                id: RoleId::new(id).unwrap(),
+                name: id.to_string(),
+                claims: Value::Array(Vec::new()),
+            })
+            .collect();
+        store.create_roles(&roles).unwrap();
+        let run = store.begin_run("b", Policy::Skip).unwrap();
+        let records = MultiInsert::ROWS + 7;
+        let items: Vec<Item> = (0..records)
+            .map(|i| {
+                let mut r = record(&format!("s{i}"), &format!("u{i}"), &format!("{i}@x.org"));
+                r.roles = ["r2", "r1", "r2"].map(|id| RoleId::new(id).unwrap()).into();
+                let code = r.hashed_recovery_codes[0].clone();
+                r.hashed_recovery_codes.push(code);
+                item(r)
+            })
+            .collect();
+        let out = store.import_batch(run, Policy::Skip, &items, 0).unwrap();
+        assert!(out.iter().all(|o| o.status == Status::Created), "{out:?}");
+        for i in [0, records - 1] {
+            let snap = store.snapshot(&format!("s{i}")).unwrap().unwrap();
+            assert_eq!(snap.roles, ["r1", "r2"]);
+            assert_eq!(snap.recovery_codes, 2);
+            assert!(snap.password.is_some());
+        }
+        let count = |table: &str| -> usize {
+            store
+                .connection()
+                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(count("memberships"), 2 * records);
+        assert_eq!(count("recovery_codes"), 2 * records);
+        assert_eq!(count("passwords"), records);
+        assert_eq!(count("import_results"), records);
     }
 
     #[test]

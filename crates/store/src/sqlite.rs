@@ -270,17 +270,20 @@ impl SqliteStore {
     /// them from the outcomes of what it committed (a pass over the run's result rows
     /// would cost a second per million records).
     pub fn finish_run(&mut self, run: RunId, status: &str, counts: RunCounts) -> Result<(), Error> {
-        let RunCounts {
-            created,
-            updated,
-            skipped,
-            failed,
-        } = counts;
+        let c = counts;
         self.conn.execute(
             "UPDATE import_runs SET finished_at = ?2, status = ?3,
                created = ?4, updated = ?5, skipped = ?6, failed = ?7
              WHERE id = ?1",
-            params![run.0, now(), status, created, updated, skipped, failed],
+            params![
+                run.0,
+                now(),
+                status,
+                c.created,
+                c.updated,
+                c.skipped,
+                c.failed
+            ],
         )?;
         Ok(())
     }

@@ -125,7 +125,7 @@ impl BundleReader {
 /// Hashes one part and says how it differs from its manifest entry, if it does.
 pub fn check_part(dir: &Path, part: &Part) -> Result<Option<ChecksumMismatch>, Error> {
     let path = dir.join(&part.file);
-    let (bytes, sha256, _) = match hash_file(&path) {
+    let (bytes, sha256) = match hash_file(&path) {
         Ok(x) => x,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(Some(ChecksumMismatch {
@@ -147,14 +147,12 @@ pub fn check_part(dir: &Path, part: &Part) -> Result<Option<ChecksumMismatch>, E
     Ok(None)
 }
 
-/// Size, SHA-256 and non-blank line count of a file, in one streaming pass.
-pub fn hash_file(path: &Path) -> std::io::Result<(u64, String, u64)> {
+/// Size and SHA-256 of a file, in one streaming pass.
+pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut bytes = 0u64;
-    let mut lines = 0u64;
-    let mut line_has_content = false;
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
@@ -162,23 +160,8 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, String, u64)> {
         }
         hasher.update(&buf[..n]);
         bytes += n as u64;
-        for &b in &buf[..n] {
-            match b {
-                b'\n' => {
-                    if line_has_content {
-                        lines += 1;
-                    }
-                    line_has_content = false;
-                }
-                b' ' | b'\t' | b'\r' => {}
-                _ => line_has_content = true,
-            }
-        }
     }
-    if line_has_content {
-        lines += 1;
-    }
-    Ok((bytes, hex(&hasher.finalize()), lines))
+    Ok((bytes, hex(&hasher.finalize())))
 }
 
 /// A stream of records from one or more part files.

@@ -70,7 +70,7 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     }
     let mut changed = Vec::new();
     for part in manifest.parts.iter_mut() {
-        let (bytes, sha256, _) = hash_file(&bundle.dir().join(&part.file))?;
+        let (bytes, sha256) = hash_file(&bundle.dir().join(&part.file))?;
         let after = records.get(&part.file).copied().unwrap_or(0);
         if sha256 != part.sha256 || bytes != part.bytes {
             changed.push(EditedFile {

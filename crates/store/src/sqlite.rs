@@ -91,12 +91,12 @@ pub struct SqliteStore {
     recovery_iterations: u32,
 }
 
-/// The stored password of a user row.
 /// The page size of a new store. Against SQLite's default of 4 KiB, 32 KiB pages load a
 /// million users 10-20% faster (fewer, shallower B-tree pages to search, write and
 /// checkpoint); a store keeps the page size it was created with.
 const PAGE_SIZE: u32 = 32 * 1024;
 
+/// The stored password of a user row.
 fn password_of(conn: &Connection, user_id: i64) -> rusqlite::Result<Option<HashedPassword>> {
     conn.prepare_cached(
         "SELECT algorithm, hash, salt, parameters FROM passwords WHERE user_id = ?1",
@@ -270,7 +270,6 @@ impl SqliteStore {
     /// them from the outcomes of what it committed (a pass over the run's result rows
     /// would cost a second per million records).
     pub fn finish_run(&mut self, run: RunId, status: &str, counts: RunCounts) -> Result<(), Error> {
-        let c = counts;
         self.conn.execute(
             "UPDATE import_runs SET finished_at = ?2, status = ?3,
                created = ?4, updated = ?5, skipped = ?6, failed = ?7
@@ -279,10 +278,10 @@ impl SqliteStore {
                 run.0,
                 now(),
                 status,
-                c.created,
-                c.updated,
-                c.skipped,
-                c.failed
+                counts.created,
+                counts.updated,
+                counts.skipped,
+                counts.failed
             ],
         )?;
         Ok(())

@@ -76,7 +76,7 @@ mod tests {
 
     #[test]
     fn rfc6238_vectors() {
-        let text = include_str!("../../../../shared/reference/aspnet-hash-vectors.json");
+        let text = include_str!("../testdata/aspnet-hash-vectors.json");
         let v: serde_json::Value = serde_json::from_str(text).unwrap();
         let t = &v["totp_rfc6238_sha1"];
         let key = decode_key(t["key_base32"].as_str().unwrap()).unwrap();

@@ -39,12 +39,12 @@ pub enum Error {
         message: String,
     },
     /// The engine failed during the read.
-    #[error("reading {table}: {source}")]
+    #[error("reading {table}: {cause}")]
     Query {
         /// The table being read.
         table: String,
-        /// The engine's error.
-        source: Box<dyn std::error::Error + Send + Sync>,
+        /// The engine's error (in the message, not a `source`, so it is said once).
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Rows came back out of key order, so they cannot be merged safely.
     #[error("table {table}: rows are not in {column} order ({message}); is the column declared with a collation other than BINARY?")]

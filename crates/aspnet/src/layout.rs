@@ -5,6 +5,7 @@
 //! other table is optional, and an absent optional column reads as NULL.
 
 use crate::generation::{self, Generation};
+use crate::key::KeyType;
 use crate::values::snake_case;
 
 /// A column as the source declares it.
@@ -21,7 +22,31 @@ pub struct Column {
 pub struct Catalog {
     /// Tables in the order the engine lists them.
     pub tables: Vec<(String, Vec<Column>)>,
+    /// The rows of EF's migration history, in `MigrationId` order (empty without one).
+    pub migrations: Vec<Migration>,
 }
+
+/// One row of EF's migration history: `__EFMigrationsHistory` (EF Core) or
+/// `__MigrationHistory` (EF6, classic Identity).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Migration {
+    /// The history table the row is in.
+    pub table: String,
+    /// `MigrationId`, e.g. `00000000000000_CreateIdentitySchema`.
+    pub id: String,
+    /// `ProductVersion`: the EF version that made it, e.g. `8.0.11`.
+    pub product_version: String,
+}
+
+impl Migration {
+    /// The major version of the EF that made the migration.
+    pub fn major(&self) -> Option<u32> {
+        self.product_version.split('.').next()?.trim().parse().ok()
+    }
+}
+
+/// The names of EF's migration history tables (EF Core, then EF6).
+pub const MIGRATION_TABLES: [&str; 2] = ["__EFMigrationsHistory", "__MigrationHistory"];
 
 /// The table naming convention.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +141,8 @@ pub struct Layout {
     pub evidence: Vec<String>,
     /// `AspNetUsers`: columns in [`USER_FIELDS`] order.
     pub users: Table,
+    /// The type of the users' `Id` (and so of every `UserId`).
+    pub key_type: KeyType,
     /// Whether `LockoutEnd` is classic `LockoutEndDateUtc` (UTC, no offset).
     pub lockout_is_utc: bool,
     /// Users columns beyond the template's, exported under `Extra`.
@@ -251,6 +278,9 @@ pub fn resolve_layout(catalog: &Catalog) -> Result<Layout, Missing> {
             )));
         }
     }
+    let key_type = find_column(user_columns, &["Id"])
+        .map(|c| KeyType::from_declared(&c.decl_type))
+        .unwrap_or(KeyType::String);
     let known: Vec<&str> = users.iter().flatten().map(String::as_str).collect();
     let extra: Vec<Column> = user_columns
         .iter()
@@ -351,6 +381,7 @@ pub fn resolve_layout(catalog: &Catalog) -> Result<Layout, Missing> {
         has_normalized_user_name: users[2].is_some(),
         lockout_is_utc,
         passkeys: passkeys.as_ref(),
+        migrations: &catalog.migrations,
     });
 
     Ok(Layout {
@@ -361,6 +392,7 @@ pub fn resolve_layout(catalog: &Catalog) -> Result<Layout, Missing> {
             name: users_name.to_string(),
             columns: users,
         },
+        key_type,
         lockout_is_utc,
         extra,
         claims,

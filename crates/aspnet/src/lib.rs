@@ -23,13 +23,16 @@
 
 mod error;
 pub mod generation;
+pub mod key;
 pub mod layout;
 mod merge;
+mod snapshot;
 pub mod sqlite;
 mod values;
 
 pub use error::Error;
 pub use generation::Generation;
+pub use key::{Key, KeyType};
 pub use layout::{Layout, Naming};
 pub use sqlite::SqliteSource;
 
@@ -53,6 +56,12 @@ pub struct Description {
     pub tables: Vec<String>,
     /// Columns of the users table beyond the template's.
     pub extra_user_columns: Vec<String>,
+    /// The type of the users' key.
+    pub key_type: KeyType,
+    /// EF's migration history, in `MigrationId` order (empty without one).
+    pub migrations: Vec<layout::Migration>,
+    /// What the user should know about how the source was read (not for the manifest).
+    pub notes: Vec<String>,
 }
 
 /// A visitor that receives records and may stop the read by returning an error.

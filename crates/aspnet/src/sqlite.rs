@@ -12,10 +12,12 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, Row};
 use serde_json::{Map, Value};
 
+use crate::key::Key;
 use crate::layout::{
     self, Catalog, Column, Layout, PasskeyLayout, Table, LOCKOUT_END, PASSKEY_DATA_FIELDS,
 };
 use crate::merge::Cursor;
+use crate::snapshot::{self, JournalMode, Snapshot, SnapshotError};
 use crate::values::{parse_bool_text, parse_datetime_offset, parse_utc_naive};
 use crate::{Description, Error, IdentitySource, Visit};
 
@@ -23,7 +25,9 @@ use crate::{Description, Error, IdentitySource, Visit};
 ///
 /// The file is opened read-only (`SQLITE_OPEN_READ_ONLY`, `PRAGMA query_only`), and
 /// everything is read inside one transaction, so the export sees one consistent
-/// snapshot even if the application keeps writing.
+/// snapshot even if the application keeps writing. Nothing is ever written beside the
+/// file: a database in WAL mode is read from a private copy of it and its `-wal` (see
+/// the `snapshot` module), since SQLite writes a `-shm` beside any WAL database it opens.
 pub struct SqliteSource {
     conn: Connection,
     /// A second connection in the same snapshot, for the child tables: users and their
@@ -31,6 +35,8 @@ pub struct SqliteSource {
     children: Option<Connection>,
     layout: Layout,
     description: Description,
+    /// The private copy read instead of a WAL-mode file; dropped after the connections.
+    _copy: Option<Snapshot>,
 }
 
 fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
@@ -64,11 +70,62 @@ fn col_or_null(c: Option<&str>) -> String {
 }
 
 impl SqliteSource {
-    /// Opens `path` and resolves its Identity layout.
+    /// Opens `path` and resolves its Identity layout; a WAL-mode database is copied into
+    /// the system's temporary folder to be read (see [`SqliteSource::open_in`]).
     pub fn open(path: &Path) -> Result<SqliteSource, Error> {
+        SqliteSource::open_in(path, &std::env::temp_dir())
+    }
+
+    /// Opens `path` and resolves its Identity layout. A database in WAL mode is first
+    /// copied with its `-wal` into a private folder inside `scratch` (it needs as much
+    /// free space there as the two files take), and the copy is read.
+    pub fn open_in(path: &Path, scratch: &Path) -> Result<SqliteSource, Error> {
         if !path.exists() {
             return Err(Error::NotFound { path: path.into() });
         }
+        if path.is_dir() {
+            return Err(Error::Open {
+                path: path.into(),
+                message: "is a folder, not a SQLite database file".into(),
+            });
+        }
+        let mode = snapshot::journal_mode(path).map_err(|e| Error::Open {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        let mut notes = Vec::new();
+        let copy = match mode {
+            JournalMode::Wal => {
+                let copy = Snapshot::take(path, scratch).map_err(|e| match e {
+                    SnapshotError::Io(file, e) => Error::Open {
+                        path: path.into(),
+                        message: format!(
+                            "cannot copy `{}` to read it without writing beside it: {e}",
+                            file.display()
+                        ),
+                    },
+                    SnapshotError::Unsteady => Error::Open {
+                        path: path.into(),
+                        message: "the application reset the -wal file during every attempt to copy it; try again when it is quieter".into(),
+                    },
+                })?;
+                notes.push(format!(
+                    "`{}` is in WAL mode: it was read from a private copy of it and its -wal, so nothing was written beside it",
+                    path.display()
+                ));
+                Some(copy)
+            }
+            JournalMode::Rollback | JournalMode::Unknown => None,
+        };
+        let read_from = copy.as_ref().map_or(path, |c| c.path());
+        let mut source = SqliteSource::open_file(path, read_from)?;
+        source.description.notes = notes;
+        source._copy = copy;
+        Ok(source)
+    }
+
+    /// Opens `read_from` (the file itself, or its private copy); errors name `path`.
+    fn open_file(path: &Path, read_from: &Path) -> Result<SqliteSource, Error> {
         let open_err = |e: rusqlite::Error| Error::Open {
             path: path.into(),
             message: e.to_string(),
@@ -85,15 +142,15 @@ impl SqliteSource {
         // Two connections must see one snapshot. A third connection, outside any
         // transaction, watches `data_version` across the moment both snapshots are
         // taken: if no other connection committed meanwhile, the snapshots are the same.
-        let probe = open_read_only(path).map_err(open_err)?;
+        let probe = open_read_only(read_from).map_err(open_err)?;
         let (conn, children) = {
             let mut attempt = 0;
             loop {
                 attempt += 1;
                 let before = data_version(&probe).map_err(not_a_database)?;
-                let conn = open_read_only(path).map_err(open_err)?;
+                let conn = open_read_only(read_from).map_err(open_err)?;
                 begin_snapshot(&conn).map_err(not_a_database)?;
-                let children = open_read_only(path).map_err(open_err)?;
+                let children = open_read_only(read_from).map_err(open_err)?;
                 begin_snapshot(&children).map_err(not_a_database)?;
                 if data_version(&probe).map_err(not_a_database)? == before {
                     break (conn, Some(children));
@@ -130,12 +187,16 @@ impl SqliteSource {
             naming: layout.naming,
             tables: layout.table_names(),
             extra_user_columns: layout.extra.iter().map(|c| c.name.clone()).collect(),
+            key_type: layout.key_type,
+            migrations: catalog.migrations.clone(),
+            notes: Vec::new(),
         };
         Ok(SqliteSource {
             conn,
             children,
             layout,
             description,
+            _copy: None,
         })
     }
 
@@ -152,6 +213,30 @@ fn read_catalog(conn: &Connection) -> rusqlite::Result<Catalog> {
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let mut catalog = Catalog::default();
+    for history in layout::MIGRATION_TABLES {
+        let Some(name) = names.iter().find(|n| n.eq_ignore_ascii_case(history)) else {
+            continue;
+        };
+        let sql = format!(
+            r#"SELECT "MigrationId", "ProductVersion" FROM {} ORDER BY "MigrationId""#,
+            quote(name)
+        );
+        // A history table of another shape is not evidence; skip it.
+        if let Ok(mut stmt) = conn.prepare(&sql) {
+            catalog.migrations = stmt
+                .query_map([], |r| {
+                    Ok(layout::Migration {
+                        table: name.clone(),
+                        id: r.get(0)?,
+                        product_version: r.get(1)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+        }
+        if !catalog.migrations.is_empty() {
+            break;
+        }
+    }
     for name in names {
         let mut info = conn.prepare(&format!("PRAGMA table_info({})", quote(&name)))?;
         let columns = info
@@ -205,6 +290,19 @@ fn text(v: ValueRef<'_>, at: &At<'_>) -> Result<Option<String>, Error> {
         ValueRef::Integer(i) => Ok(Some(i.to_string())),
         ValueRef::Real(f) => Ok(Some(f.to_string())),
         ValueRef::Blob(_) => Err(at.corrupt("expected text, found a blob")),
+    }
+}
+
+/// A key column's value, typed as the engine returned it.
+fn key(v: ValueRef<'_>, at: &At<'_>) -> Result<Key, Error> {
+    match v {
+        ValueRef::Integer(i) => Ok(Key::Integer(i)),
+        ValueRef::Text(t) => String::from_utf8(t.to_vec())
+            .map(Key::Text)
+            .map_err(|_| at.corrupt("text is not valid UTF-8")),
+        ValueRef::Blob(b) => Ok(Key::Bytes(b.to_vec())),
+        ValueRef::Null => Err(at.corrupt("is NULL in a key column")),
+        ValueRef::Real(_) => Err(at.corrupt("a key cannot be a real number")),
     }
 }
 
@@ -279,7 +377,7 @@ fn extra_value(v: ValueRef<'_>, decl_type: &str) -> Value {
 fn query_err(table: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| Error::Query {
         table: table.to_string(),
-        source: Box::new(e),
+        cause: Box::new(e),
     }
 }
 
@@ -289,7 +387,7 @@ fn rows_of<'s, T>(
     table: &'s Table,
     key_index: usize,
     map: impl Fn(&Row<'_>, &At<'_>) -> Result<T, Error> + 's,
-) -> impl Iterator<Item = Result<(String, T), Error>> + 's {
+) -> impl Iterator<Item = Result<(Key, T), Error>> + 's {
     let mut rows = rows;
     std::iter::from_fn(move || match rows.next() {
         Ok(None) => None,
@@ -301,11 +399,12 @@ fn rows_of<'s, T>(
                 column: key_col,
                 row: "?",
             };
-            let key = required_text(row.get_ref(0).map_err(query_err(&table.name))?, &at)?;
+            let key = key(row.get_ref(0).map_err(query_err(&table.name))?, &at)?;
+            let row_name = key.to_id_string();
             let at = At {
                 table: &table.name,
                 column: "",
-                row: &key,
+                row: &row_name,
             };
             let item = map(row, &at)?;
             Ok((key, item))
@@ -398,18 +497,18 @@ impl IdentitySource for SqliteSource {
                 ))
             },
         );
-        let mut last: Option<String> = None;
+        let mut last: Option<Key> = None;
         for item in role_rows.by_ref() {
             let (id, (name, normalized_name, concurrency_stamp)) = item?;
             check_increasing(&mut last, &id, &roles)?;
             let mut record = RoleRecord {
-                id,
+                id: id.to_id_string(),
                 name,
                 normalized_name,
                 concurrency_stamp,
                 claims: Vec::new(),
             };
-            claims.take_for(&record.id, &mut record.claims)?;
+            claims.take_for(&id, &mut record.claims)?;
             counts.roles += 1;
             visit(record)?;
         }
@@ -455,7 +554,11 @@ impl IdentitySource for SqliteSource {
                 });
                 (children, read)
             });
-            let mut groups = rx.iter().flatten().map(Ok);
+            // The receiver moves into the iterator: when the users side stops early (--limit,
+            // a corrupt row, a writer that failed), dropping it closes the channel, so the
+            // child thread's next send fails and it ends instead of blocking on a full
+            // channel while it is joined.
+            let mut groups = rx.into_iter().flatten().map(Ok);
             let users = read_users(conn, &layout, limit, &mut groups, visit);
             drop(groups);
             // A failed child read also ends the channel early: its error wins, or users
@@ -479,7 +582,7 @@ const GROUP_CHUNK: usize = 256;
 
 /// Everything that hangs off one user id, from the child tables.
 struct Group {
-    user_id: String,
+    user_id: Key,
     claims: Vec<Claim>,
     logins: Vec<Login>,
     tokens: Vec<Token>,
@@ -591,7 +694,7 @@ fn with_child_groups<R>(
                 s.query([]).map_err(query_err(&t.name))?,
                 t,
                 0,
-                |row, at| required_text(get(row, 1, at.table)?, at),
+                |row, at| Ok(key(get(row, 1, at.table)?, at)?.to_id_string()),
             )),
             None => None,
         },
@@ -616,12 +719,12 @@ fn with_child_groups<R>(
     );
 
     let mut next_group = || -> Result<Option<Group>, Error> {
-        let mut key: Option<String> = None;
+        let mut key: Option<Key> = None;
         macro_rules! lowest {
             ($($cursor:ident),*) => {$(
                 if let Some(k) = $cursor.peek()? {
-                    if key.as_deref().is_none_or(|m| k < m) {
-                        key = Some(k.to_string());
+                    if key.as_ref().is_none_or(|m| k < m) {
+                        key = Some(k.clone());
                     }
                 }
             )*};
@@ -711,14 +814,14 @@ fn read_users(
     next(&mut pending)?;
 
     let mut rows = user_stmt.query([]).map_err(query_err(&users.name))?;
-    let mut last: Option<String> = None;
+    let mut last: Option<Key> = None;
     let extra_base = users.columns.len();
     while let Some(row) = rows.next().map_err(query_err(&users.name))? {
-        let mut record = user_record(row, l, extra_base)?;
-        check_increasing(&mut last, record.id.as_str(), users)?;
+        let (id, mut record) = user_record(row, l, extra_base)?;
+        check_increasing(&mut last, &id, users)?;
         // Groups of ids below this user have no user: orphans.
         while let Some(group) = pending.as_ref() {
-            match group.user_id.as_str().cmp(record.id.as_str()) {
+            match group.user_id.cmp(&id) {
                 std::cmp::Ordering::Less => {
                     add_group(&mut orphans, group);
                     next(&mut pending)?;
@@ -768,8 +871,8 @@ fn add_group(counts: &mut Counts, g: &Group) {
     counts.passkeys += g.passkeys.len() as u64;
 }
 
-/// One `AspNetUsers` row as a record without children.
-fn user_record(row: &Row<'_>, l: &Layout, extra_base: usize) -> Result<UserRecord, Error> {
+/// One `AspNetUsers` row as a record without children, with its typed key.
+fn user_record(row: &Row<'_>, l: &Layout, extra_base: usize) -> Result<(Key, UserRecord), Error> {
     let users = &l.users;
     let g = |i: usize| get(row, i, &users.name);
     let id_at = At {
@@ -777,7 +880,8 @@ fn user_record(row: &Row<'_>, l: &Layout, extra_base: usize) -> Result<UserRecor
         column: users.column(0).unwrap_or("Id"),
         row: "?",
     };
-    let id = required_text(g(0)?, &id_at)?;
+    let key = key(g(0)?, &id_at)?;
+    let id = key.to_id_string();
     let at = |i: usize| At {
         table: &users.name,
         column: users.column(i).unwrap_or(layout::USER_FIELDS[i]),
@@ -822,7 +926,7 @@ fn user_record(row: &Row<'_>, l: &Layout, extra_base: usize) -> Result<UserRecor
         ValueRef::Blob(_) => return Err(at(6).corrupt("expected base64 text, found a blob")),
         v => text(v, &at(6))?,
     };
-    Ok(UserRecord {
+    let record = UserRecord {
         user_name: text(g(1)?, &at(1))?,
         normalized_user_name: text(g(2)?, &at(2))?,
         email: text(g(3)?, &at(3))?,
@@ -844,12 +948,13 @@ fn user_record(row: &Row<'_>, l: &Layout, extra_base: usize) -> Result<UserRecor
         roles: Vec::new(),
         passkeys: Vec::new(),
         id: UserId(id),
-    })
+    };
+    Ok((key, record))
 }
 
-fn check_increasing(last: &mut Option<String>, id: &str, table: &Table) -> Result<(), Error> {
+fn check_increasing(last: &mut Option<Key>, id: &Key, table: &Table) -> Result<(), Error> {
     if let Some(prev) = last {
-        if id <= prev.as_str() {
+        if id <= prev {
             return Err(Error::Order {
                 table: table.name.clone(),
                 column: table.column(0).unwrap_or("Id").to_string(),
@@ -857,7 +962,7 @@ fn check_increasing(last: &mut Option<String>, id: &str, table: &Table) -> Resul
             });
         }
     }
-    *last = Some(id.to_string());
+    *last = Some(id.clone());
     Ok(())
 }
 

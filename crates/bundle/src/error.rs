@@ -5,12 +5,14 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be read, written or created.
-    #[error("`{}`: {source}", path.display())]
+    // The cause is part of the message and not a `source`, so that a report of the whole
+    // chain (`{:#}`) does not say it twice.
+    #[error("`{}`: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The manifest is missing, not JSON, or not a version this tool reads.
     #[error("`{}`: {message}", path.display())]
@@ -22,14 +24,36 @@ pub enum Error {
     },
     /// A record could not be serialised.
     #[error("cannot serialise a record: {0}")]
-    Serialise(#[from] serde_json::Error),
+    Serialise(serde_json::Error),
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Error {
+        Error::Serialise(e)
+    }
 }
 
 impl Error {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Error {
         Error::Io {
             path: path.into(),
-            source,
+            cause,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_is_said_once() {
+        // Regression: "Not a directory" was printed twice by `error: {:#}`.
+        let e = anyhow::Error::from(Error::io(
+            "b/manifest.json",
+            std::io::Error::from_raw_os_error(20),
+        ));
+        let text = format!("{e:#}");
+        assert_eq!(text.matches("Not a directory").count(), 1, "{text}");
     }
 }

@@ -54,6 +54,41 @@ pub struct Source {
     pub tables: Vec<String>,
     /// Columns of `AspNetUsers` beyond the template's, exported under `Extra`.
     pub extra_user_columns: Vec<String>,
+    /// The type of `AspNetUsers.Id`: `string`, `integer` or `guid`. Every `Id` in the
+    /// bundle is the text the application uses for it (`"10"`, a GUID as stored).
+    #[serde(default = "string_key")]
+    pub key_type: String,
+    /// EF's migration history, when the source has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrations: Option<MigrationHistory>,
+}
+
+fn string_key() -> String {
+    "string".into()
+}
+
+/// A summary of EF's migration history (`__EFMigrationsHistory` or `__MigrationHistory`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationHistory {
+    /// The history table.
+    pub table: String,
+    /// The number of migrations.
+    pub count: u64,
+    /// The first migration, by `MigrationId`.
+    pub first: MigrationRow,
+    /// The last migration, by `MigrationId`.
+    pub last: MigrationRow,
+}
+
+/// One migration of the history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationRow {
+    /// `MigrationId`.
+    pub id: String,
+    /// `ProductVersion`: the EF version that made it.
+    pub product_version: String,
 }
 
 /// One data file.

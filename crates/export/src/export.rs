@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use ferry_aspnet::{Description, IdentitySource, SqliteSource};
 use ferry_bundle::census::{CensusBuilder, HashStatus};
-use ferry_bundle::manifest::{Counts, Manifest, Source};
+use ferry_bundle::manifest::{Counts, Manifest, MigrationHistory, MigrationRow, Source};
 use ferry_bundle::{BundleWriter, RoleRecord, UserRecord};
 
 use crate::args::{Args, Format};
@@ -24,8 +24,9 @@ enum Message {
     Users(Vec<UserRecord>),
 }
 
-/// Opens the source named on the command line.
-fn open_source(spec: &str) -> Result<Box<dyn IdentitySource + Send>> {
+/// Opens the source named on the command line; `scratch` is a private folder for a copy
+/// of a WAL-mode SQLite file.
+fn open_source(spec: &str, scratch: &Path) -> Result<Box<dyn IdentitySource + Send>> {
     let lower = spec.to_ascii_lowercase();
     if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
         bail!("PostgreSQL sources are not supported yet; export from a SQLite file");
@@ -36,7 +37,7 @@ fn open_source(spec: &str) -> Result<Box<dyn IdentitySource + Send>> {
     if lower.starts_with("csv:") {
         bail!("CSV table dumps are not supported yet; export from a SQLite file");
     }
-    Ok(Box::new(SqliteSource::open(Path::new(spec))?))
+    Ok(Box::new(SqliteSource::open_in(Path::new(spec), scratch)?))
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -44,15 +45,20 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("the Parquet encoding is not built yet; use --format ndjson (the default)");
     }
     let started = Instant::now();
-    let mut source = open_source(&args.source)?;
     staging::check_out(&args.out, args.force)?;
+    let mut said = Vec::new();
+    let staging = Staging::create(&args.out, &mut said)?;
+    staging::remove_on_signal(&args.out)?;
+    for line in &said {
+        eprintln!("{line}");
+    }
+    let mut source = open_source(&args.source, staging.path())?;
     let description = source.description().clone();
     let total = match args.limit {
         Some(limit) => source.user_count()?.min(limit),
         None => source.user_count()?,
     };
     let progress = output::progress(total);
-    let staging = Staging::create(&args.out)?;
 
     let (tx, rx) = sync_channel::<Message>(IN_FLIGHT);
     let limit = args.limit;
@@ -117,6 +123,7 @@ pub fn run(args: &Args) -> Result<()> {
             bundle: &args.out,
             manifest: &manifest,
             elapsed: started.elapsed(),
+            notes: &description.notes,
         },
         args.json,
     );
@@ -139,6 +146,22 @@ fn source_of(d: &Description) -> Source {
         naming: d.naming.as_str().to_string(),
         tables: d.tables.clone(),
         extra_user_columns: d.extra_user_columns.clone(),
+        key_type: d.key_type.as_str().to_string(),
+        migrations: match (d.migrations.first(), d.migrations.last()) {
+            (Some(first), Some(last)) => Some(MigrationHistory {
+                table: first.table.clone(),
+                count: d.migrations.len() as u64,
+                first: MigrationRow {
+                    id: first.id.clone(),
+                    product_version: first.product_version.clone(),
+                },
+                last: MigrationRow {
+                    id: last.id.clone(),
+                    product_version: last.product_version.clone(),
+                },
+            }),
+            _ => None,
+        },
     }
 }
 
@@ -150,6 +173,12 @@ fn write(
 ) -> Result<(Vec<ferry_bundle::Part>, ferry_bundle::Census)> {
     let mut writer = BundleWriter::new(dir, part_size);
     let mut census = CensusBuilder::default();
+    // Test only: stop writing for good after this many users, so that tests can interrupt
+    // an export that is certainly under way (`FERRY_TEST_PAUSE_AFTER_USERS`).
+    let pause_after: Option<u64> = std::env::var("FERRY_TEST_PAUSE_AFTER_USERS")
+        .ok()
+        .and_then(|n| n.parse().ok());
+    let mut written = 0u64;
     let result = (|| -> Result<()> {
         for message in rx.iter() {
             match message {
@@ -158,6 +187,12 @@ fn write(
                     for user in &users {
                         census.add(&HashStatus::of(user.password_hash.as_deref()));
                         writer.write_user(user)?;
+                        written += 1;
+                        if pause_after == Some(written) {
+                            loop {
+                                std::thread::park();
+                            }
+                        }
                     }
                     progress.inc(users.len() as u64);
                 }

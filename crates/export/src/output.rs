@@ -24,6 +24,8 @@ pub struct Summary<'a> {
     pub bundle: &'a Path,
     pub manifest: &'a Manifest,
     pub elapsed: Duration,
+    /// How the source was read, for the user.
+    pub notes: &'a [String],
 }
 
 pub fn report(summary: &Summary<'_>, json: bool) {
@@ -101,6 +103,9 @@ pub fn report(summary: &Summary<'_>, json: bool) {
             "warning: {malformed} users have malformed password hashes ({}) and will not be able to log in with a password until it is reset; `ferry-import verify` lists them",
             reasons.join(", ")
         );
+    }
+    for note in summary.notes {
+        eprintln!("note: {note}");
     }
     for (table, n) in &c.orphans {
         eprintln!("warning: {n} rows of {table} point at no user or role and were not exported");

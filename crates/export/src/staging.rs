@@ -1,9 +1,19 @@
 //! The output folder: a bundle is written into a private staging folder beside `--out`
-//! and renamed into place only when complete.
+//! (`.NAME.partial-PID/`) and renamed into place only when complete.
+//!
+//! The staging folder holds account data, so it never outlives the export that made it:
+//! it is removed when the export fails, on SIGINT, SIGTERM and SIGHUP (see
+//! [`remove_on_signal`]), and, when a `kill -9` left one behind, by the next export to the
+//! same `--out`, which recognises it by its name, its owner and mode and the process id in
+//! its name being gone.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
+
+/// The staging folder in use, for the signal handler: `None` once committed.
+static IN_USE: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// Names a bundle may hold; `--force` refuses to delete a folder holding anything else.
 fn is_bundle_file(name: &str) -> bool {
@@ -13,8 +23,24 @@ fn is_bundle_file(name: &str) -> bool {
         || (name.starts_with("users-") && (name.ends_with(".ndjson") || name.ends_with(".parquet")))
 }
 
+/// The folder `out` is created in.
+fn parent_of(out: &Path) -> PathBuf {
+    match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Checks that `out` can receive a bundle.
 pub fn check_out(out: &Path, force: bool) -> Result<()> {
+    let parent = parent_of(out);
+    if !parent.is_dir() {
+        bail!(
+            "cannot write the bundle to `{}`: the folder `{}` does not exist; create it first, or choose another --out",
+            out.display(),
+            parent.display()
+        );
+    }
     if !out.exists() {
         return Ok(());
     }
@@ -44,8 +70,71 @@ pub fn check_out(out: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// The name of `out`'s staging folder for process `pid`, without the pid: `.NAME.partial-`.
+fn staging_prefix(out: &Path) -> String {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "bundle".into());
+    format!(".{name}.partial-")
+}
+
+/// Whether process `pid` exists (a process we may not signal exists too).
+fn process_exists(pid: i32) -> bool {
+    match rustix::process::Pid::from_raw(pid) {
+        None => false,
+        Some(pid) => !matches!(
+            rustix::process::test_kill_process(pid),
+            Err(rustix::io::Errno::SRCH)
+        ),
+    }
+}
+
+/// Removes the staging folders of `out` that exports killed with `kill -9` left behind:
+/// ours by name pattern, owner and mode, and whose process is gone. Returns what it did,
+/// one message per folder.
+fn remove_leftovers(out: &Path) -> Result<Vec<String>> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let parent = parent_of(out);
+    let prefix = staging_prefix(out);
+    let mut said = Vec::new();
+    let entries = std::fs::read_dir(&parent)
+        .with_context(|| format!("cannot read `{}`", parent.display()))?;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() as i32 || process_exists(pid) {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(entry.path())?;
+        let ours = meta.is_dir()
+            && meta.uid() == rustix::process::getuid().as_raw()
+            && meta.permissions().mode() & 0o777 == 0o700;
+        if !ours {
+            said.push(format!(
+                "warning: `{}` looks like an unfinished bundle, but it is not an owner-only folder of yours; it is left alone",
+                entry.path().display()
+            ));
+            continue;
+        }
+        std::fs::remove_dir_all(entry.path())
+            .with_context(|| format!("cannot remove `{}`", entry.path().display()))?;
+        said.push(format!(
+            "removed `{}`, the unfinished bundle of an export that was killed (process {pid} is gone)",
+            entry.path().display()
+        ));
+    }
+    Ok(said)
+}
+
 /// A private folder beside `out` that becomes `out` on [`Staging::commit`], and is
-/// removed if dropped uncommitted.
+/// removed if dropped uncommitted or if a signal ends the export.
 pub struct Staging {
     path: PathBuf,
     out: PathBuf,
@@ -53,16 +142,11 @@ pub struct Staging {
 }
 
 impl Staging {
-    pub fn create(out: &Path) -> Result<Staging> {
-        let parent = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = out
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "bundle".into());
-        let path = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    /// Creates the staging folder of this process, first removing those that killed
+    /// exports left behind (what it removed is in `said`).
+    pub fn create(out: &Path, said: &mut Vec<String>) -> Result<Staging> {
+        said.extend(remove_leftovers(out)?);
+        let path = parent_of(out).join(format!("{}{}", staging_prefix(out), std::process::id()));
         let mut builder = std::fs::DirBuilder::new();
         #[cfg(unix)]
         {
@@ -72,6 +156,7 @@ impl Staging {
         builder
             .create(&path)
             .with_context(|| format!("cannot create `{}`", path.display()))?;
+        *IN_USE.lock().unwrap_or_else(|e| e.into_inner()) = Some(path.clone());
         Ok(Staging {
             path,
             out: out.to_path_buf(),
@@ -85,6 +170,9 @@ impl Staging {
 
     /// Moves the finished bundle to `out`, replacing the old bundle there.
     pub fn commit(mut self) -> Result<()> {
+        // Held while renaming, so that a signal handler either removes the staging folder
+        // before this begins or finds the bundle in place.
+        let mut in_use = IN_USE.lock().unwrap_or_else(|e| e.into_inner());
         if self.out.exists() {
             // check_out has verified it holds only bundle files (or nothing).
             std::fs::remove_dir_all(&self.out)
@@ -93,6 +181,7 @@ impl Staging {
         std::fs::rename(&self.path, &self.out)
             .with_context(|| format!("cannot move the bundle into `{}`", self.out.display()))?;
         self.committed = true;
+        *in_use = None;
         Ok(())
     }
 }
@@ -100,7 +189,51 @@ impl Staging {
 impl Drop for Staging {
     fn drop(&mut self) {
         if !self.committed {
+            let mut in_use = IN_USE.lock().unwrap_or_else(|e| e.into_inner());
             let _ = std::fs::remove_dir_all(&self.path);
+            *in_use = None;
         }
     }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP, removes the staging folder in use (a bundle that would
+/// be incomplete, holding account data) and ends the process with 128 + the signal.
+pub fn remove_on_signal(out: &Path) -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("cannot install the signal handlers")?;
+    let out = out.to_path_buf();
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            let name = match signal {
+                SIGINT => "SIGINT",
+                SIGTERM => "SIGTERM",
+                _ => "SIGHUP",
+            };
+            let in_use = IN_USE.lock().unwrap_or_else(|e| e.into_inner());
+            match in_use.as_ref() {
+                Some(path) => {
+                    // The writer may create a file while the folder is being removed.
+                    for _ in 0..20 {
+                        match std::fs::remove_dir_all(path) {
+                            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                                std::thread::sleep(std::time::Duration::from_millis(10))
+                            }
+                            _ => break,
+                        }
+                    }
+                    eprintln!(
+                        "interrupted by {name}: the unfinished bundle was removed and nothing was written to `{}`",
+                        out.display()
+                    );
+                }
+                None => eprintln!(
+                    "interrupted by {name} after the bundle was written to `{}`",
+                    out.display()
+                ),
+            }
+            std::process::exit(128 + signal);
+        }
+    });
+    Ok(())
 }

@@ -6,6 +6,7 @@ mod dupes;
 mod pipeline;
 mod priority;
 mod setup;
+mod summary;
 
 use std::process::ExitCode;
 

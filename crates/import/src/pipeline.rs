@@ -9,7 +9,7 @@ use anyhow::Result;
 use ferry_bundle::read::{parse_record, RecordError};
 use ferry_bundle::{BundleReader, Location, UserRecord};
 use ferry_schema::map::Severity;
-use ferry_schema::{Mapper, Problem};
+use ferry_schema::{MapResult, Mapper, NotImported, Problem, RoleIndex};
 use ferry_store::ImportRecord;
 use rayon::prelude::*;
 
@@ -26,6 +26,8 @@ pub struct Mapped {
     pub record: Option<ImportRecord>,
     /// Every problem found.
     pub problems: Vec<Problem>,
+    /// Claim types and `Extra` columns no mapping rule imports.
+    pub not_imported: Vec<NotImported>,
 }
 
 impl Mapped {
@@ -56,21 +58,30 @@ pub struct Options {
     pub limit: Option<u64>,
 }
 
+/// What records are mapped with: the schema and mapping, and the bundle's roles.
+#[derive(Clone, Copy)]
+pub struct With<'a> {
+    /// The schema and mapping.
+    pub mapper: &'a Mapper,
+    /// The role id of each of the bundle's roles.
+    pub roles: &'a RoleIndex,
+}
+
 /// Streams every user of `bundle` through `mapper` into `sink`, a chunk at a time.
 pub fn run(
     bundle: &BundleReader,
-    mapper: &Mapper,
+    with: With<'_>,
     opts: &Options,
     sink: &mut dyn FnMut(Vec<Mapped>) -> Result<()>,
 ) -> Result<()> {
-    run_with(bundle, mapper, opts, &|m| m, sink)
+    run_with(bundle, with, opts, &|m| m, sink)
 }
 
 /// Like [`run`], but each mapped record also goes through `prepare` on the mapping
 /// threads, so that the sink's thread only does what must be done in order.
 pub fn run_with<T: Send>(
     bundle: &BundleReader,
-    mapper: &Mapper,
+    with: With<'_>,
     opts: &Options,
     prepare: &(dyn Fn(Mapped) -> T + Sync),
     sink: &mut dyn FnMut(Vec<T>) -> Result<()>,
@@ -111,7 +122,7 @@ pub fn run_with<T: Send>(
             for chunk in raw_rx {
                 let mapped = chunk.map(|c| {
                     c.into_par_iter()
-                        .map(|raw| prepare(map_one(mapper, opts, raw)))
+                        .map(|raw| prepare(map_one(with, opts, raw)))
                         .collect()
                 });
                 if mapped_tx.send(mapped).is_err() {
@@ -126,7 +137,7 @@ pub fn run_with<T: Send>(
     })
 }
 
-fn map_one(mapper: &Mapper, opts: &Options, (location, line): Raw) -> Mapped {
+fn map_one(with: With<'_>, opts: &Options, (location, line): Raw) -> Mapped {
     let parsed: Result<UserRecord, RecordError> = parse_record(&line);
     drop(line);
     match parsed {
@@ -143,9 +154,14 @@ fn map_one(mapper: &Mapper, opts: &Options, (location, line): Raw) -> Mapped {
                 message: e.message,
                 severity: Severity::Error,
             }],
+            not_imported: Vec::new(),
         },
         Ok(user) => {
-            let (mut record, problems) = mapper.map(&user);
+            let MapResult {
+                mut record,
+                problems,
+                not_imported,
+            } = with.mapper.map(&user, with.roles);
             if let (Some(iterations), Some(r)) = (opts.hash_recovery_codes, record.as_mut()) {
                 ferry_store::hash_recovery_codes(r, iterations);
             }
@@ -154,6 +170,7 @@ fn map_one(mapper: &Mapper, opts: &Options, (location, line): Raw) -> Mapped {
                 subject: Some(user.id.0.clone()),
                 record,
                 problems,
+                not_imported,
             }
         }
     }

@@ -1,25 +1,31 @@
-//! What several commands open: the bundle, the schema and mapping, the roles.
+//! What several commands open: the bundle, the schema and mapping, the roles, the store.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use ferry_bundle::BundleReader;
-use ferry_schema::{AttributeSchema, Mapper, Mapping};
-use ferry_store::RoleImport;
+use ferry_schema::{AttributeSchema, Mapper, Mapping, RoleIndex, Roles};
+use ferry_store::SqliteStore;
 
 /// Opens a bundle.
 pub fn bundle(dir: &Path) -> Result<BundleReader> {
     if !dir.exists() {
         bail!("`{}`: no such bundle folder", dir.display());
     }
+    if !dir.is_dir() {
+        bail!(
+            "`{}` is a file, not a bundle folder (a bundle is the folder ferry-export wrote, with manifest.json in it)",
+            dir.display()
+        );
+    }
     Ok(BundleReader::open(dir)?)
 }
 
-/// Refuses a bundle whose files changed since it was written or sealed.
-pub fn require_sealed(bundle: &BundleReader) -> Result<()> {
+/// The files of a bundle that changed since it was written or sealed, as one message.
+pub fn unsealed(bundle: &BundleReader) -> Result<Option<String>> {
     let problems = bundle.check_parts()?;
-    if let Some(p) = problems.first() {
-        bail!(
+    Ok(problems.first().map(|p| {
+        format!(
             "`{}`: {}: {}{}",
             bundle.dir().display(),
             p.file,
@@ -29,25 +35,39 @@ pub fn require_sealed(bundle: &BundleReader) -> Result<()> {
             } else {
                 String::new()
             }
-        );
+        )
+    }))
+}
+
+/// Refuses a bundle whose files changed since it was written or sealed.
+pub fn require_sealed(bundle: &BundleReader) -> Result<()> {
+    match unsealed(bundle)? {
+        Some(message) => bail!("{message}"),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Loads the schema and the mapping (the default one unless `--mapping`), and says once
 /// which mapping targets the schema lacks.
-pub fn mapper(schema: &Path, mapping: Option<&PathBuf>, quiet: bool) -> Result<Mapper> {
+pub fn mapper(schema: &Path, mapping_path: Option<&PathBuf>, quiet: bool) -> Result<Mapper> {
     let schema = AttributeSchema::load(schema)?;
-    let mapping = match mapping {
+    let mapping = match mapping_path {
         Some(p) => Mapping::load(p).map_err(anyhow::Error::msg)?,
         None => Mapping::default_mapping(),
     };
-    let mapper = Mapper::new(schema, &mapping)
-        .map_err(anyhow::Error::msg)
-        .context("the mapping does not fit the schema")?;
-    if !quiet && !mapper.missing_targets().is_empty() {
-        let list: Vec<String> = mapper
-            .missing_targets()
+    let rules = mapping.rules.len();
+    let default = mapping_path.is_none();
+    let mapper = Mapper::new(schema, &mapping).map_err(|e| {
+        let hint = if default {
+            "\nhint: this is the default mapping, made for schemas/scim-user.json; schemas/oidc-standard.json goes with --mapping schemas/mapping.oidc.json"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("the mapping does not fit the schema: {e}{hint}")
+    })?;
+    let missing = mapper.missing_targets();
+    if !quiet && !missing.is_empty() {
+        let list: Vec<String> = missing
             .iter()
             .map(|(t, from)| format!("{t} (from {from})"))
             .collect();
@@ -56,24 +76,77 @@ pub fn mapper(schema: &Path, mapping: Option<&PathBuf>, quiet: bool) -> Result<M
             list.len(),
             list.join(", ")
         );
+        if missing.len() * 2 >= rules {
+            eprintln!(
+                "hint: most of the mapping's targets are missing, so the mapping is probably not meant for this schema; schemas/oidc-standard.json goes with --mapping schemas/mapping.oidc.json, schemas/scim-user.json with the default mapping"
+            );
+        }
     }
     Ok(mapper)
 }
 
-/// Reads roles.ndjson into the mapper's role index; returns the roles to create and the
-/// problems of those that cannot be created (their members will fail, naming them).
-pub fn roles(bundle: &BundleReader, mapper: &mut Mapper) -> Result<(Vec<RoleImport>, Vec<String>)> {
-    let mut create = Vec::new();
-    let mut problems = Vec::new();
+/// Reads `roles.ndjson` and gives every role its id (see `ferry_schema::roles`); says
+/// once which ids were derived from names. A line that is not a role is reported and
+/// left out (its members then fail, naming the role id).
+pub fn roles(bundle: &BundleReader, mapper: &Mapper, quiet: bool) -> Result<Roles> {
+    let mut records = Vec::new();
     for item in bundle.roles()? {
         let (loc, role) = item?;
         match role {
-            Ok(role) => match mapper.roles.add(&role) {
-                Ok(r) => create.push(r),
-                Err(m) => problems.push(format!("{loc}: {m}")),
-            },
-            Err(e) => problems.push(format!("{loc}: {e}")),
+            Ok(role) => records.push(role),
+            Err(e) => eprintln!("warning: {loc}: {e}; its members will fail"),
         }
     }
-    Ok((create, problems))
+    let roles = RoleIndex::build(&records, mapper.role_ids()).map_err(anyhow::Error::msg)?;
+    if !quiet {
+        for d in &roles.derived {
+            eprintln!(
+                "note: role '{}' gets role id `{}`, made from its name (a role id holds only letters, digits, '-', '_', '/' and '\\'); to choose another, map it under \"roles\" in a mapping file",
+                d.name, d.id
+            );
+        }
+    }
+    Ok(roles)
+}
+
+/// Opens the store `target` for writing, creating it if missing.
+pub fn store(target: &Path) -> Result<SqliteStore> {
+    check_target(target)?;
+    Ok(SqliteStore::open(target)?)
+}
+
+/// Opens an existing store.
+pub fn existing_store(target: &Path) -> Result<SqliteStore> {
+    check_target(target)?;
+    if !target.exists() {
+        bail!("`{}`: no such store", target.display());
+    }
+    Ok(SqliteStore::open(target)?)
+}
+
+fn check_target(target: &Path) -> Result<()> {
+    let text = target.to_string_lossy();
+    let lower = text.to_ascii_lowercase();
+    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        bail!("PostgreSQL stores are not built yet; give --target a SQLite store file");
+    }
+    if target.is_dir() {
+        bail!(
+            "`{}` is a folder; --target is a store file (created if missing), e.g. `{}`",
+            target.display(),
+            target.join("users.db").display()
+        );
+    }
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        bail!(
+            "cannot create the store `{}`: the folder `{}` does not exist; create it first",
+            target.display(),
+            parent.display()
+        );
+    }
+    Ok(())
 }

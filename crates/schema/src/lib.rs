@@ -9,14 +9,17 @@
 //! - [`map`]: a [`ferry_bundle::UserRecord`] becomes a [`ferry_store::ImportRecord`], or
 //!   a list of [`Problem`]s, each naming its field.
 //! - [`rules`]: User Management's value rules (e-mail, phone, subject id, role id, …).
+//! - [`roles`]: the role id each role of a bundle gets ([`RoleIndex`]).
 #![deny(missing_docs)]
 
 pub mod attributes;
 pub mod map;
 pub mod mapping;
 mod passkey;
+pub mod roles;
 pub mod rules;
 
 pub use attributes::{AttributeSchema, AttributeType, ScalarType};
-pub use map::{Mapper, Problem};
+pub use map::{MapResult, Mapper, NotImported, Problem};
 pub use mapping::Mapping;
+pub use roles::{RoleIndex, Roles};

@@ -1,19 +1,20 @@
 //! A bundle [`UserRecord`] becomes an [`ImportRecord`], or problems naming their field.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
 use ferry_bundle::record::Token;
-use ferry_bundle::{RoleRecord, UserRecord};
+use ferry_bundle::UserRecord;
 use ferry_passwords::AspNetHash;
 use ferry_store::{
-    AccountState, ExternalLogin, HashedPassword, ImportRecord, OtpAddress, OtpChannel, RoleId,
-    RoleImport, SubjectId, TotpDevice,
+    AccountState, ExternalLogin, HashedPassword, ImportRecord, OtpAddress, OtpChannel, SubjectId,
+    TotpDevice,
 };
 use serde_json::{Map, Value};
 
 use crate::attributes::{check_value, AttributeSchema, AttributeType, ScalarType};
 use crate::mapping::{Mapping, Rule, Source, Target};
+use crate::roles::RoleIndex;
 use crate::{passkey, rules};
 
 /// How bad a problem is.
@@ -44,6 +45,43 @@ impl Problem {
             severity: Severity::Error,
         }
     }
+
+    fn warning(field: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            field: field.into(),
+            message: message.into(),
+            severity: Severity::Warning,
+        }
+    }
+}
+
+/// Source data of a record that no mapping rule imports: reported, never dropped silently.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NotImported {
+    /// Claims of this type.
+    Claim(String),
+    /// A custom column under `Extra`, with a value.
+    Extra(String),
+}
+
+impl fmt::Display for NotImported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotImported::Claim(t) => write!(f, "claim {t}"),
+            NotImported::Extra(c) => write!(f, "Extra.{c}"),
+        }
+    }
+}
+
+/// What mapping one record gave.
+#[derive(Clone, Debug)]
+pub struct MapResult {
+    /// The import record, when no problem is an error.
+    pub record: Option<ImportRecord>,
+    /// Every problem found (all of them, not just the first).
+    pub problems: Vec<Problem>,
+    /// Claim types and `Extra` columns of the record that no rule imports, each once.
+    pub not_imported: Vec<NotImported>,
 }
 
 impl fmt::Display for Problem {
@@ -52,34 +90,6 @@ impl fmt::Display for Problem {
             f.write_str("warning: ")?;
         }
         write!(f, "{}: {}", self.field, self.message)
-    }
-}
-
-/// The roles of a bundle: ASP.NET role id → User Management role id (the role's name).
-#[derive(Clone, Debug, Default)]
-pub struct RoleIndex {
-    by_source_id: HashMap<String, Result<RoleId, String>>,
-}
-
-impl RoleIndex {
-    /// Adds a role; returns what to create, or why it cannot be a role.
-    pub fn add(&mut self, role: &RoleRecord) -> Result<RoleImport, String> {
-        let name = role.name.clone().unwrap_or_default();
-        let result = RoleId::new(&name).map_err(|e| format!("role '{name}' (id {}): {e}", role.id));
-        self.by_source_id.insert(role.id.clone(), result.clone());
-        let id = result?;
-        Ok(RoleImport {
-            id,
-            name,
-            claims: serde_json::to_value(&role.claims).expect("claims serialise"),
-        })
-    }
-
-    fn resolve(&self, source_id: &str) -> Result<RoleId, String> {
-        match self.by_source_id.get(source_id) {
-            Some(r) => r.clone(),
-            None => Err(format!("role id `{source_id}` is not in roles.ndjson")),
-        }
     }
 }
 
@@ -98,8 +108,10 @@ pub struct Mapper {
     missing: Vec<(String, String)>,
     email_otp: Option<String>,
     sms_otp: Option<String>,
-    /// The bundle's roles.
-    pub roles: RoleIndex,
+    role_ids: BTreeMap<String, String>,
+    /// Claim types and `Extra` columns some resolved rule reads.
+    claims_read: HashSet<String>,
+    extra_read: HashSet<String>,
 }
 
 impl Mapper {
@@ -166,14 +178,34 @@ impl Mapper {
                 scalar,
             });
         }
+        let mut claims_read = HashSet::new();
+        let mut extra_read = HashSet::new();
+        for r in &rules {
+            match &r.rule.from {
+                Source::Claim(t) | Source::ClaimField { claim: t, .. } => {
+                    claims_read.insert(t.clone());
+                }
+                Source::Extra(c) => {
+                    extra_read.insert(c.clone());
+                }
+                Source::Column(_) | Source::Value(_) => {}
+            }
+        }
         Ok(Mapper {
             schema,
             rules,
             missing,
             email_otp: mapping.email_otp.clone(),
             sms_otp: mapping.sms_otp.clone(),
-            roles: RoleIndex::default(),
+            role_ids: mapping.roles.clone(),
+            claims_read,
+            extra_read,
         })
+    }
+
+    /// The role ids the mapping chooses by role name (see [`RoleIndex::build`]).
+    pub fn role_ids(&self) -> &BTreeMap<String, String> {
+        &self.role_ids
     }
 
     /// Mapping targets the schema lacks, with the source each one reads: reported once,
@@ -187,9 +219,8 @@ impl Mapper {
         &self.schema
     }
 
-    /// Maps one record. Returns the import record when no problem is an error, and
-    /// every problem found (all of them, not just the first).
-    pub fn map(&self, r: &UserRecord) -> (Option<ImportRecord>, Vec<Problem>) {
+    /// Maps one record, resolving its role memberships with `roles`.
+    pub fn map(&self, r: &UserRecord, roles: &RoleIndex) -> MapResult {
         let mut problems = Vec::new();
         let subject_id = match SubjectId::new(r.id.as_str()) {
             Ok(s) => Some(s),
@@ -253,15 +284,17 @@ impl Mapper {
         let mut otp_addresses = Vec::new();
         if let Some(col) = &self.email_otp {
             if let Some(Value::String(e)) = column_value(r, col) {
+                // As the migration guide's `EmailAddress.TryCreate`: a value that is not an
+                // address gives no OTP address, and the user is imported without one.
                 match rules::email(&e) {
                     Ok(address) => otp_addresses.push(OtpAddress {
                         channel: OtpChannel::Email,
                         address,
                         verified: r.email_confirmed,
                     }),
-                    Err(m) => problems.push(Problem::error(
+                    Err(m) => problems.push(Problem::warning(
                         col.as_str(),
-                        format!("{m} (needed for the e-mail OTP address)"),
+                        format!("{m}; the user is imported without an e-mail OTP address"),
                     )),
                 }
             }
@@ -275,9 +308,9 @@ impl Mapper {
                             address,
                             verified: true,
                         }),
-                        Err(m) => problems.push(Problem::error(
+                        Err(m) => problems.push(Problem::warning(
                             col.as_str(),
-                            format!("{m} (needed for the SMS OTP address of a confirmed phone)"),
+                            format!("{m}; the user is imported without an SMS OTP address"),
                         )),
                     }
                 }
@@ -346,15 +379,30 @@ impl Mapper {
             }
         }
 
-        let mut roles = Vec::new();
+        let mut memberships = Vec::new();
         for (i, role) in r.roles.iter().enumerate() {
-            match self.roles.resolve(role) {
+            match roles.resolve(role) {
                 Ok(id) => {
-                    if !roles.contains(&id) {
-                        roles.push(id)
+                    if !memberships.contains(&id) {
+                        memberships.push(id)
                     }
                 }
                 Err(m) => problems.push(Problem::error(format!("Roles[{i}]"), m)),
+            }
+        }
+        let mut not_imported = BTreeSet::new();
+        for c in &r.claims {
+            if let Some(t) = &c.claim_type {
+                let has_value = c.value.as_deref().is_some_and(|v| !v.is_empty());
+                if has_value && !self.claims_read.contains(t) {
+                    not_imported.insert(NotImported::Claim(t.clone()));
+                }
+            }
+        }
+        for (column, value) in &r.extra {
+            let has_value = !value.is_null() && value.as_str() != Some("");
+            if has_value && !self.extra_read.contains(column) {
+                not_imported.insert(NotImported::Extra(column.clone()));
             }
         }
 
@@ -380,11 +428,15 @@ impl Mapper {
                 totp_devices,
                 recovery_codes,
                 hashed_recovery_codes: Vec::new(),
-                roles,
+                roles: memberships,
             }),
             _ => None,
         };
-        (record, problems)
+        MapResult {
+            record,
+            problems,
+            not_imported: not_imported.into_iter().collect(),
+        }
     }
 }
 
@@ -412,6 +464,7 @@ pub fn column_value(r: &UserRecord, column: &str) -> Option<Value> {
 enum Field<'a> {
     Column(&'a str),
     Claim(usize),
+    ClaimJson(usize, &'a str),
     Extra(&'a str),
     Constant,
 }
@@ -421,6 +474,7 @@ impl fmt::Display for Field<'_> {
         match self {
             Field::Column(c) => f.write_str(c),
             Field::Claim(i) => write!(f, "Claims[{i}].Value"),
+            Field::ClaimJson(i, field) => write!(f, "Claims[{i}].Value.{field}"),
             Field::Extra(c) => write!(f, "Extra.{c}"),
             Field::Constant => Ok(()),
         }
@@ -445,6 +499,25 @@ fn source_values<'a>(r: &'a UserRecord, from: &'a Source) -> Vec<(Field<'a>, Val
             .filter_map(|(i, c)| match c.value.as_deref() {
                 None | Some("") => None,
                 Some(v) => Some((Field::Claim(i), Value::String(v.to_string()))),
+            })
+            .collect(),
+        Source::ClaimField { claim, field, text } => r
+            .claims
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.claim_type.as_deref() == Some(claim.as_str()))
+            .filter_map(|(i, c)| {
+                let v = c.value.as_deref().filter(|v| !v.is_empty())?;
+                match serde_json::from_str::<Value>(v) {
+                    Ok(Value::Object(fields)) => match fields.get(field.as_str()) {
+                        None | Some(Value::Null) => None,
+                        Some(Value::String(s)) if s.is_empty() => None,
+                        Some(value) => Some((Field::ClaimJson(i, field), value.clone())),
+                    },
+                    // A plain-text address is its formatted form.
+                    _ if *text => Some((Field::Claim(i), Value::String(v.to_string()))),
+                    _ => None,
+                }
             })
             .collect(),
         Source::Extra(c) => r
@@ -617,8 +690,17 @@ mod tests {
                 {"Type":"country","Value":"US"},{"Type":"phone_number","Value":"+1 555 0199"},
                 {"Type":"locale","Value":"en-US"},{"Type":"department","Value":"Sales"}]}"#,
         );
-        let (rec, problems) = m.map(&r);
+        let MapResult {
+            record: rec,
+            problems,
+            not_imported,
+        } = m.map(&r, &RoleIndex::default());
         assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            not_imported,
+            [NotImported::Claim("department".into())],
+            "a claim no rule reads is reported, not dropped silently"
+        );
         let rec = rec.unwrap();
         assert_eq!(
             Value::Object(rec.profile.clone()),
@@ -647,12 +729,82 @@ mod tests {
     }
 
     #[test]
+    fn the_identityserver_template_claims_find_their_homes() {
+        // Regression: the Duende and IdentityServer templates' seed claims vanished.
+        let m = mapper();
+        let r = record(
+            r#"{"Claims":[{"Type":"name","Value":"Bob Smith"},{"Type":"given_name","Value":"Bob"},
+                {"Type":"email","Value":"BobSmith@email.com"},{"Type":"email_verified","Value":"true"},
+                {"Type":"website","Value":"http://bob.com"},{"Type":"location","Value":"somewhere"},
+                {"Type":"address","Value":"{\"street_address\":\"One Hacker Way\",\"locality\":\"Heidelberg\",\"postal_code\":\"69118\",\"country\":\"Germany\"}"}],
+                "Extra":{"FirstName":"Bob","Nickname":null}}"#,
+        );
+        let out = m.map(&r, &RoleIndex::default());
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
+        let profile = Value::Object(out.record.unwrap().profile);
+        assert_eq!(
+            profile["addresses"],
+            serde_json::json!([{"primary": false, "streetAddress": "One Hacker Way",
+                "locality": "Heidelberg", "postalCode": "69118", "country": "Germany"}])
+        );
+        assert_eq!(profile["name"]["formatted"], "Bob Smith");
+        assert_eq!(profile["emails"][1]["value"], "BobSmith@email.com");
+        let not: Vec<String> = out.not_imported.iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            not,
+            [
+                "claim email_verified",
+                "claim location",
+                "claim website",
+                "Extra.FirstName"
+            ]
+        );
+        // A plain-text address is its formatted form.
+        let r = record(r#"{"Claims":[{"Type":"address","Value":"1 Main St, Springfield"}]}"#);
+        let profile = Value::Object(m.map(&r, &RoleIndex::default()).record.unwrap().profile);
+        assert_eq!(
+            profile["addresses"][0]["formatted"],
+            "1 Main St, Springfield"
+        );
+    }
+
+    #[test]
+    fn an_email_that_is_not_an_address_leaves_out_only_the_otp_address() {
+        // Regression: `notanemail` failed the whole user.
+        let m = mapper();
+        let out = m.map(
+            &record(
+                r#"{"Email":"notanemail","PhoneNumber":"call me","PhoneNumberConfirmed":true}"#,
+            ),
+            &RoleIndex::default(),
+        );
+        let record = out.record.expect("the user is imported");
+        assert!(record.otp_addresses.is_empty());
+        assert_eq!(record.profile["emails"][0]["value"], "notanemail");
+        let text: Vec<String> = out.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            text,
+            [
+                "warning: Email: `notanemail` is not an e-mail address: it needs an @ with text on both sides; the user is imported without an e-mail OTP address",
+                "warning: PhoneNumber: `call me` is not a phone number User Management accepts: digits only after an optional +; the user is imported without an SMS OTP address",
+            ]
+        );
+    }
+
+    #[test]
     fn problems_name_their_field() {
         let m = mapper();
-        let (rec, problems) = m.map(&record(
-            r#"{"Email":"not-an-email","UserName":null,"Roles":["nope"],
+        let MapResult {
+            record: rec,
+            problems,
+            ..
+        } = m.map(
+            &record(
+                r#"{"Email":"not-an-email","UserName":null,"Roles":["nope"],
                 "Tokens":[{"LoginProvider":"[AspNetUserStore]","Name":"AuthenticatorKey","Value":"!!!"}]}"#,
-        ));
+            ),
+            &RoleIndex::default(),
+        );
         assert!(rec.is_none());
         let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         assert!(
@@ -662,7 +814,7 @@ mod tests {
         );
         assert!(
             text.iter()
-                .any(|t| t.starts_with("Email: `not-an-email` is not an e-mail address")),
+                .any(|t| t.starts_with("warning: Email: `not-an-email` is not an e-mail address")),
             "{text:?}"
         );
         assert!(
@@ -680,7 +832,14 @@ mod tests {
     #[test]
     fn a_malformed_hash_is_a_warning_and_the_blob_is_kept() {
         let m = mapper();
-        let (rec, problems) = m.map(&record(r#"{"PasswordHash":"not-base64!!"}"#));
+        let MapResult {
+            record: rec,
+            problems,
+            ..
+        } = m.map(
+            &record(r#"{"PasswordHash":"not-base64!!"}"#),
+            &RoleIndex::default(),
+        );
         let rec = rec.expect("still imported");
         assert_eq!(rec.password.unwrap().parameters["blob"], "not-base64!!");
         assert_eq!(problems.len(), 1);

@@ -24,10 +24,20 @@
 //! properties). A scalar target set twice keeps the last value, as the migration guide's
 //! code does; list targets append, skipping a value already there.
 //!
+//! A claim whose value is a JSON object (the OIDC `address` claim) is mapped field by
+//! field with `json`: `{"from": "claim:address", "to": "addresses[0]", "json":
+//! {"street_address": "streetAddress", "locality": "locality"}}` sends each JSON field to
+//! the property it names, of the shared element (`code[0]`) or of a complex attribute
+//! (`code`). A value that is not a JSON object is taken as the `formatted` field.
+//!
 //! `emailOtp` names the column that becomes an e-mail OTP address; `smsOtp` the column
 //! that becomes an SMS OTP address when `PhoneNumberConfirmed` is true. Either may be
 //! left out.
+//!
+//! `roles` chooses the role id of a role by its name (`{"Help Desk": "helpdesk"}`), where
+//! the id derived from the name (see [`crate::roles`]) will not do.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -40,6 +50,16 @@ pub enum Source {
     Column(String),
     /// Every claim of this type.
     Claim(String),
+    /// A field of every claim of this type whose value is a JSON object; with `text`, a
+    /// value that is not a JSON object counts as this field (the `formatted` field).
+    ClaimField {
+        /// The claim type.
+        claim: String,
+        /// The JSON field.
+        field: String,
+        /// Whether a plain-text value is this field.
+        text: bool,
+    },
     /// A custom column under `Extra`.
     Extra(String),
     /// A constant.
@@ -52,6 +72,7 @@ impl Source {
         match self {
             Source::Column(c) => c.clone(),
             Source::Claim(t) => format!("claim {t}"),
+            Source::ClaimField { claim, field, .. } => format!("claim {claim} field {field}"),
             Source::Extra(c) => format!("Extra.{c}"),
             Source::Value(v) => format!("constant {v}"),
         }
@@ -136,6 +157,8 @@ pub struct Mapping {
     pub email_otp: Option<String>,
     /// The column that becomes an SMS OTP address (when the phone is confirmed).
     pub sms_otp: Option<String>,
+    /// Role ids chosen by role name, over the derived ones.
+    pub roles: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +171,8 @@ struct RawMapping {
     email_otp: Option<String>,
     #[serde(default)]
     sms_otp: Option<String>,
+    #[serde(default)]
+    roles: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -158,6 +183,8 @@ struct RawRule {
     to: String,
     #[serde(default)]
     set: Map<String, Value>,
+    #[serde(default)]
+    json: Option<BTreeMap<String, String>>,
 }
 
 /// The columns of a user record a rule may read.
@@ -222,6 +249,46 @@ impl Mapping {
                     }
                 }
             };
+            if let Some(fields) = r.json {
+                let Source::Claim(claim) = from else {
+                    return Err(format!(
+                        "{}: `json` reads a claim (`claim:TYPE`)",
+                        at("json")
+                    ));
+                };
+                let element = |prop: &str| -> Option<Target> {
+                    match r.to.strip_suffix("[0]") {
+                        Some(code) => Target::parse(&format!("{code}[0].{prop}")),
+                        None => Target::parse(&format!("{}.{prop}", r.to)),
+                    }
+                };
+                if fields.is_empty() {
+                    return Err(format!("{}: name at least one JSON field", at("json")));
+                }
+                for (field, prop) in fields {
+                    let to = element(&prop).ok_or_else(|| {
+                        format!(
+                            "{}: `{}` with `json` is code[0] or code (a complex attribute), and `{prop}` a property name",
+                            at("to"),
+                            r.to
+                        )
+                    })?;
+                    rules.push(Rule {
+                        from: Source::ClaimField {
+                            claim: claim.clone(),
+                            text: field == "formatted",
+                            field,
+                        },
+                        to_text: match &to {
+                            Target::SharedElement(code, p) => format!("{code}[0].{p}"),
+                            _ => format!("{}.{prop}", r.to),
+                        },
+                        to,
+                        set: r.set.clone(),
+                    });
+                }
+                continue;
+            }
             let to = Target::parse(&r.to).ok_or_else(|| {
                 format!(
                     "{}: `{}` is not code, code.prop, code[], code[].prop or code[0].prop",
@@ -247,6 +314,7 @@ impl Mapping {
             rules,
             email_otp: raw.email_otp,
             sms_otp: raw.sms_otp,
+            roles: raw.roles,
         })
     }
 }
@@ -263,6 +331,33 @@ mod tests {
             .iter()
             .any(|r| r.to == Target::SharedElement("addresses".into(), "streetAddress".into())));
         assert_eq!(m.email_otp.as_deref(), Some("Email"));
+    }
+
+    #[test]
+    fn a_json_claim_maps_field_by_field() {
+        let m = Mapping::parse(
+            r#"{"rules":[{"from":"claim:address","to":"addresses[0]","json":{"street_address":"streetAddress","formatted":"formatted"},"set":{"primary":false}}]}"#,
+            "m.json",
+        )
+        .unwrap();
+        let targets: Vec<&Target> = m.rules.iter().map(|r| &r.to).collect();
+        assert_eq!(
+            targets,
+            [
+                &Target::SharedElement("addresses".into(), "formatted".into()),
+                &Target::SharedElement("addresses".into(), "streetAddress".into()),
+            ]
+        );
+        assert!(matches!(
+            &m.rules[0].from,
+            Source::ClaimField { text: true, .. }
+        ));
+        let e = Mapping::parse(
+            r#"{"rules":[{"from":"Email","to":"addresses[0]","json":{"a":"b"}}]}"#,
+            "m.json",
+        )
+        .unwrap_err();
+        assert!(e.contains("rules[0].json: `json` reads a claim"), "{e}");
     }
 
     #[test]

@@ -36,9 +36,15 @@ pub enum Error {
         /// The newest version this build knows.
         known: i64,
     },
-    /// SQLite failed.
+    /// SQLite failed (the cause is in the message, not a `source`, so it is said once).
     #[error("store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Error {
+        Error::Sqlite(e)
+    }
 }
 
 /// An import run.

@@ -5,15 +5,18 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use ferry_store::{Importer, Item, Policy, RunCounts, SqliteStore, Status};
+use ferry_store::{Importer, Item, Policy, RunCounts, Status};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::pipeline::{self, problem_line, Options};
+use crate::pipeline::{self, problem_line, Options, With};
+use crate::summary::{self, NotImportedTally};
 use crate::{setup, ExitStatus};
 
 /// Load a bundle into the User Management store.
 ///
-/// Roles come first, from roles.ndjson (a role's name becomes its role id). Then every
+/// Roles come first, from roles.ndjson: a role's name is its role id, or one is made from
+/// the name when the name holds characters a role id may not (`Help Desk` → `Help-Desk`;
+/// a mapping file's `roles` chooses another). Then every
 /// user record is mapped, checked and written atomically inside batch transactions
 /// (`--batch-size`): a bad record is reported and never stops the others, and a crash or a
 /// kill loses at most the batch in flight, which a re-run then loads.
@@ -59,7 +62,8 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
     /// Write a CSV row (subject_id, file, line, status, reason, message) for every record
-    /// that was not Created.
+    /// that was not Created, and for every Created record that was imported without some
+    /// of its data (a claim no mapping rule imports, an e-mail that is not an address).
     #[arg(long, value_name = "FILE.csv")]
     pub report: Option<PathBuf>,
     /// Print one JSON summary object on stdout.
@@ -83,19 +87,33 @@ const PRINTED_FAILURES: u64 = 50;
 struct Prepared {
     /// The record's warnings, formatted.
     warnings: Vec<String>,
+    /// What the report says of the record if it is imported: its warnings and the data
+    /// no rule imports.
+    note: Option<String>,
+    not_imported: Vec<ferry_schema::NotImported>,
     item: Item,
 }
 
 fn prepare(m: pipeline::Mapped) -> Prepared {
-    let warnings = m
+    let warning_problems: Vec<&ferry_schema::Problem> = m
         .problems
         .iter()
         .filter(|p| p.severity == ferry_schema::map::Severity::Warning)
+        .collect();
+    let warnings = warning_problems
+        .iter()
         .map(|p| problem_line(&m, p))
         .collect();
+    let mut notes: Vec<String> = warning_problems
+        .iter()
+        .map(|p| format!("{}: {}", p.field, p.message))
+        .collect();
+    notes.extend(summary::record_note(&m.not_imported));
     let message = m.message();
     Prepared {
         warnings,
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+        not_imported: m.not_imported,
         item: Item::new(
             m.subject,
             m.location.file,
@@ -120,23 +138,28 @@ struct Loader<'a, 's> {
     batch: RunCounts,
     /// What became of the records committed so far.
     counts: RunCounts,
+    /// Test only: end the process abruptly, as `kill -9` would, after this many commits
+    /// (`FERRY_TEST_ABORT_AFTER_COMMITS`), so that tests of an interrupted load are exact.
+    abort_after: Option<u64>,
 }
 
 impl Loader<'_, '_> {
-    fn write(&mut self, mut items: &[Item]) -> Result<()> {
+    fn write(&mut self, mut items: &[Item], mut notes: &[Option<String>]) -> Result<()> {
         while !items.is_empty() {
             let room = (self.batch_size - self.in_batch).min(items.len() as u64) as usize;
             let (now, rest) = items.split_at(room);
-            self.write_batch_part(now)?;
+            let (now_notes, rest_notes) = notes.split_at(room);
+            self.write_batch_part(now, now_notes)?;
             items = rest;
+            notes = rest_notes;
         }
         Ok(())
     }
 
     /// Writes records that fit in the current batch, and commits it when it is full.
-    fn write_batch_part(&mut self, items: &[Item]) -> Result<()> {
+    fn write_batch_part(&mut self, items: &[Item], notes: &[Option<String>]) -> Result<()> {
         let outcomes = self.importer.write(items)?;
-        for (item, o) in items.iter().zip(&outcomes) {
+        for ((item, o), note) in items.iter().zip(&outcomes).zip(notes) {
             self.batch.add(o.status);
             let printed = self.counts.failed + self.batch.failed <= PRINTED_FAILURES;
             if o.status == Status::Failed && printed && !self.json {
@@ -150,17 +173,20 @@ impl Loader<'_, '_> {
                     )
                 });
             }
-            if o.status != Status::Created {
-                if let Some(w) = self.report.as_mut() {
-                    w.write_record([
-                        item.subject.as_deref().unwrap_or(""),
-                        &item.file,
-                        &item.line.to_string(),
-                        o.status.as_str(),
-                        o.reason.map(|r| r.as_str()).unwrap_or(""),
-                        o.message.as_deref().unwrap_or(""),
-                    ])?;
-                }
+            let message = match (o.status, o.message.as_deref(), note) {
+                (Status::Created, _, None) => None,
+                (Status::Created | Status::Updated, _, Some(note)) => Some(note.as_str()),
+                (_, message, _) => Some(message.unwrap_or("")),
+            };
+            if let (Some(w), Some(message)) = (self.report.as_mut(), message) {
+                w.write_record([
+                    item.subject.as_deref().unwrap_or(""),
+                    &item.file,
+                    &item.line.to_string(),
+                    o.status.as_str(),
+                    o.reason.map(|r| r.as_str()).unwrap_or(""),
+                    message,
+                ])?;
             }
         }
         self.in_batch += items.len() as u64;
@@ -176,6 +202,9 @@ impl Loader<'_, '_> {
         }
         self.importer.commit()?;
         self.batch_no += 1;
+        if self.abort_after == Some(self.batch_no) {
+            std::process::abort();
+        }
         let batch = std::mem::take(&mut self.batch);
         self.in_batch = 0;
         self.counts += batch;
@@ -193,17 +222,14 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     let started = Instant::now();
     let bundle = setup::bundle(&args.bundle)?;
     setup::require_sealed(&bundle)?;
-    let mut mapper = setup::mapper(&args.schema, args.mapping.as_ref(), args.json)?;
-    let mut store = SqliteStore::open(&args.target)?;
-    let (roles, role_problems) = setup::roles(&bundle, &mut mapper)?;
-    for p in &role_problems {
-        eprintln!("warning: {p}; its members will fail until it is renamed in roles.ndjson");
-    }
-    let new_roles = store.create_roles(&roles)?;
+    let mapper = setup::mapper(&args.schema, args.mapping.as_ref(), args.json)?;
+    let mut store = setup::store(&args.target)?;
+    let roles = setup::roles(&bundle, &mapper, args.json)?;
+    let new_roles = store.create_roles(&roles.create)?;
     if !args.json {
         eprintln!(
             "roles: {} in the bundle, {new_roles} created",
-            roles.len() + role_problems.len()
+            roles.create.len()
         );
     }
     let policy = match args.on_conflict {
@@ -234,6 +260,7 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     );
     let log_batches = progress.is_hidden() && !args.json;
     let iterations = store.recovery_code_iterations();
+    let mut not_imported = NotImportedTally::default();
     let opts = Options {
         hash_recovery_codes: Some(iterations),
         limit: args.limit,
@@ -251,16 +278,29 @@ pub fn run(args: Args) -> Result<ExitStatus> {
             in_batch: 0,
             batch: RunCounts::default(),
             counts: RunCounts::default(),
+            abort_after: std::env::var("FERRY_TEST_ABORT_AFTER_COMMITS")
+                .ok()
+                .and_then(|n| n.parse().ok()),
         };
-        pipeline::run_with(&bundle, &mapper, &opts, &prepare, &mut |chunk| {
+        let with = With {
+            mapper: &mapper,
+            roles: &roles.index,
+        };
+        pipeline::run_with(&bundle, with, &opts, &prepare, &mut |chunk| {
             if !args.json {
                 for w in chunk.iter().flat_map(|p| &p.warnings) {
                     progress.suspend(|| eprintln!("{w}"));
                 }
             }
             progress.inc(chunk.len() as u64);
-            let items: Vec<Item> = chunk.into_iter().map(|p| p.item).collect();
-            loader.write(&items)?;
+            let mut items = Vec::with_capacity(chunk.len());
+            let mut notes = Vec::with_capacity(chunk.len());
+            for p in chunk {
+                not_imported.add(&p.not_imported);
+                items.push(p.item);
+                notes.push(p.note);
+            }
+            loader.write(&items, &notes)?;
             // Freeing a chunk's records is work the writer need not wait for.
             rayon::spawn(move || drop(items));
             Ok(())
@@ -287,6 +327,7 @@ pub fn run(args: Args) -> Result<ExitStatus> {
                 "target": args.target.display().to_string(),
                 "run": run.0,
                 "created": created, "updated": updated, "skipped": skipped, "failed": failed,
+                "not_imported": not_imported.to_json(),
                 "elapsed_seconds": elapsed,
             })
         );
@@ -301,6 +342,9 @@ pub fn run(args: Args) -> Result<ExitStatus> {
                     "; --report FILE.csv lists them all"
                 }
             );
+        }
+        for line in not_imported.lines() {
+            eprintln!("{line}");
         }
         eprintln!("Import complete. Created: {created}, Updated: {updated}, Skipped: {skipped}, Failed: {failed} ({elapsed:.1}s)");
     }

@@ -3,12 +3,11 @@
 use std::io::{BufRead as _, IsTerminal as _};
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use ferry_store::login::{self, Verdict};
-use ferry_store::SqliteStore;
 
-use crate::ExitStatus;
+use crate::{setup, ExitStatus};
 
 /// Log in as an imported user with the password they always had.
 ///
@@ -108,10 +107,7 @@ impl Report<'_> {
 }
 
 pub fn run(args: Args) -> Result<ExitStatus> {
-    if !args.target.exists() {
-        bail!("`{}`: no such store", args.target.display());
-    }
-    let mut store = SqliteStore::open(&args.target)?;
+    let mut store = setup::existing_store(&args.target)?;
     let password = read_password()?;
     let now = now()?;
     let mut report = Report {

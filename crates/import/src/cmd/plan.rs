@@ -11,7 +11,9 @@ use base64::Engine as _;
 use ferry_store::ImportRecord;
 use serde_json::{json, Value};
 
-use crate::pipeline::{self, problem_line, Options};
+use crate::dupes::Dupes;
+use crate::pipeline::{self, problem_line, Options, With};
+use crate::summary::{count, NotImportedTally};
 use crate::{setup, ExitStatus};
 
 /// Write the mapped import records, one JSON object per line.
@@ -21,7 +23,9 @@ use crate::{setup, ExitStatus};
 /// `IUserImporter.ImportAsync` itself. Passwords are `aspnet-identity` hashed password
 /// data with the blob as a parameter, exactly as the migration guide's
 /// `CreateImportData` makes it; recovery codes are plain text, since the importer
-/// hashes them. Records with errors are left out and reported like `validate` does.
+/// hashes them. Every check `validate` makes is made, uniqueness inside the bundle
+/// included: a record with an error is left out, reported and counted, exactly as `load`
+/// would fail it.
 /// The files are owner-only: they hold hashes and 2FA secrets.
 ///
 /// Writes DIR/plan-00000.ndjson (100,000 records per file) and DIR/roles.json.
@@ -122,17 +126,15 @@ fn hex(b: &[u8]) -> String {
 pub fn run(args: Args) -> Result<ExitStatus> {
     let bundle = setup::bundle(&args.bundle)?;
     setup::require_sealed(&bundle)?;
-    let mut mapper = setup::mapper(&args.schema, args.mapping.as_ref(), false)?;
+    let mapper = setup::mapper(&args.schema, args.mapping.as_ref(), false)?;
     if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
         bail!("`{}` is not empty", args.out.display());
     }
     std::fs::create_dir_all(&args.out)?;
-    let (roles, role_problems) = setup::roles(&bundle, &mut mapper)?;
-    for p in &role_problems {
-        eprintln!("warning: {p}; its members are left out");
-    }
+    let roles = setup::roles(&bundle, &mapper, false)?;
     let mut roles_file = private_file(&args.out.join("roles.json"))?;
     let roles_json: Vec<Value> = roles
+        .create
         .iter()
         .map(|r| json!({"RoleId": r.id.as_str(), "Name": r.name, "Claims": r.claims}))
         .collect();
@@ -141,16 +143,26 @@ pub fn run(args: Args) -> Result<ExitStatus> {
 
     let (mut planned, mut failed) = (0u64, 0u64);
     let mut out: Option<BufWriter<std::fs::File>> = None;
+    let mut dupes = Dupes::new()?;
+    let mut not_imported = NotImportedTally::default();
     let opts = Options {
         hash_recovery_codes: None,
         limit: None,
     };
-    pipeline::run(&bundle, &mapper, &opts, &mut |chunk| {
+    let with = With {
+        mapper: &mapper,
+        roles: &roles.index,
+    };
+    pipeline::run(&bundle, with, &opts, &mut |mut chunk| {
+        for (i, p) in dupes.check(&chunk)? {
+            chunk[i].problems.push(p);
+        }
         for m in &chunk {
             for p in &m.problems {
                 eprintln!("{}", problem_line(m, p));
             }
-            let Some(r) = &m.record else {
+            not_imported.add(&m.not_imported);
+            let Some(r) = m.record.as_ref().filter(|_| !m.failed()) else {
                 failed += 1;
                 continue;
             };
@@ -174,9 +186,14 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     if let Some(mut w) = out {
         w.flush()?;
     }
+    for line in not_imported.lines() {
+        eprintln!("{line}");
+    }
     eprintln!(
-        "planned {planned} records into `{}`; {failed} left out with errors",
-        args.out.display()
+        "planned {} into `{}`; {} left out with errors",
+        count(planned, "record", "records"),
+        args.out.display(),
+        count(failed, "record", "records")
     );
     Ok(if failed > 0 {
         ExitStatus::Failure

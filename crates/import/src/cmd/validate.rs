@@ -7,7 +7,8 @@ use ferry_schema::map::Severity;
 use ferry_schema::Problem;
 
 use crate::dupes::Dupes;
-use crate::pipeline::{self, problem_line, Options};
+use crate::pipeline::{self, problem_line, Options, With};
+use crate::summary::{count, NotImportedTally};
 use crate::{setup, ExitStatus};
 
 /// Check every record of a bundle against a schema, without writing anything.
@@ -29,7 +30,8 @@ use crate::{setup, ExitStatus};
 ///   $ ferry-import validate bundle/ --schema schemas/scim-user.json
 ///   users-00000.ndjson:12: 4f1c…: Email: `bob@` is not an e-mail address: …
 ///
-/// Exit status: 0 no errors, 1 errors found, 2 the check could not run.
+/// Exit status: 0 no errors, 1 errors found, 2 the check could not run or the bundle has
+/// unsealed edits (every record is still checked and reported; `seal` accepts the edits).
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -51,31 +53,30 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitStatus> {
     let bundle = setup::bundle(&args.bundle)?;
-    let mut mapper = setup::mapper(&args.schema, args.mapping.as_ref(), false)?;
+    let mapper = setup::mapper(&args.schema, args.mapping.as_ref(), false)?;
     let store = match &args.target {
-        Some(path) if !path.exists() => bail!("`{}`: no such store", path.display()),
-        Some(path) => Some(ferry_store::SqliteStore::open(path)?),
+        Some(path) => Some(setup::existing_store(path)?),
         None => None,
     };
     let mut errors = 0u64;
     let mut warnings = 0u64;
     let mut failed_records = 0u64;
-    for p in bundle.check_parts()? {
-        eprintln!("{}: {}", p.file, p.message);
-        errors += 1;
-    }
-    let (_, role_problems) = setup::roles(&bundle, &mut mapper)?;
-    for p in &role_problems {
-        eprintln!("warning: {p}; its members will fail until it is renamed");
-        warnings += 1;
-    }
+    // An unsealed edit is checked like the rest, then ends the run with exit 2, as load
+    // would refuse the bundle.
+    let unsealed = setup::unsealed(&bundle)?;
+    let roles = setup::roles(&bundle, &mapper, false)?;
     let mut dupes = Dupes::new()?;
     let mut records = 0u64;
+    let mut not_imported = NotImportedTally::default();
     let opts = Options {
         hash_recovery_codes: None,
         limit: None,
     };
-    pipeline::run(&bundle, &mapper, &opts, &mut |mut chunk| {
+    let with = With {
+        mapper: &mapper,
+        roles: &roles.index,
+    };
+    pipeline::run(&bundle, with, &opts, &mut |mut chunk| {
         for (i, p) in dupes.check(&chunk)? {
             chunk[i].problems.push(p);
         }
@@ -101,6 +102,7 @@ pub fn run(args: Args) -> Result<ExitStatus> {
             if m.failed() {
                 failed_records += 1;
             }
+            not_imported.add(&m.not_imported);
             for p in &m.problems {
                 match p.severity {
                     Severity::Error => errors += 1,
@@ -122,13 +124,29 @@ pub fn run(args: Args) -> Result<ExitStatus> {
                 "errors": errors,
                 "warnings": warnings,
                 "malformed_password_hashes": census.malformed_total(),
+                "not_imported": not_imported.to_json(),
+                "sealed": unsealed.is_none(),
             })
         );
     } else {
+        for line in not_imported.lines() {
+            eprintln!("{line}");
+        }
         eprintln!(
-            "checked {records} records: {errors} errors in {failed_records} records, {warnings} warnings ({} malformed password hashes)",
-            census.malformed_total()
+            "checked {}: {} in {}, {} ({})",
+            count(records, "record", "records"),
+            count(errors, "error", "errors"),
+            count(failed_records, "record", "records"),
+            count(warnings, "warning", "warnings"),
+            count(
+                census.malformed_total(),
+                "malformed password hash",
+                "malformed password hashes"
+            )
         );
+    }
+    if let Some(message) = unsealed {
+        bail!("{message}");
     }
     Ok(if errors > 0 {
         ExitStatus::Failure

@@ -8,12 +8,13 @@ use anyhow::{bail, Context, Result};
 use ferry_bundle::census::{CensusBuilder, HashStatus};
 use ferry_bundle::{BundleReader, Location, UserRecord};
 use ferry_passwords::AspNetHash;
-use ferry_store::{normalize, SqliteStore, ASPNET_ALGORITHM};
+use ferry_store::{normalize, ASPNET_ALGORITHM};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
-use crate::pipeline::{self, Options};
+use crate::pipeline::{self, Options, With};
+use crate::summary::count;
 use crate::{setup, ExitStatus};
 
 /// Check every password hash of a bundle, test credentials, and prove a load.
@@ -42,8 +43,12 @@ use crate::{setup, ExitStatus};
 ///   $ ferry-import verify bundle/ --credentials test-accounts.csv
 ///   $ ferry-import verify bundle/ --target users.db --schema schemas/scim-user.json
 ///
-/// Exit status: 0 all good; 1 a malformed hash, a credential that does not verify or a
-/// difference from the store; 2 it could not run.
+/// Malformed hashes are warnings, as in `validate`: those users are imported and must reset
+/// their password. --fail-on-malformed makes them fail the run.
+///
+/// Exit status: 0 what was asked holds; 1 a credential that does not verify, a difference
+/// from the store, a record that cannot be read, or (with --fail-on-malformed) a malformed
+/// hash; 2 it could not run.
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -64,6 +69,9 @@ pub struct Args {
     /// Threads for the password checks (default: all cores).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Exit 1 if any password hash is malformed (by default they are warnings).
+    #[arg(long)]
+    pub fail_on_malformed: bool,
     /// Print one JSON summary object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -241,11 +249,11 @@ fn verify(args: &Args) -> Result<ExitStatus> {
     bar.finish_and_clear();
     let census = census.finish();
     malformed.sort();
-    let mut failed = unreadable > 0 || !malformed.is_empty();
+    let mut failed = unreadable > 0 || (args.fail_on_malformed && !malformed.is_empty());
 
     if !args.json {
         for (loc, subject, reason) in &malformed {
-            eprintln!("{loc}: {subject}: PasswordHash: malformed: {reason}");
+            eprintln!("warning: {loc}: {subject}: PasswordHash: malformed: {reason}");
         }
         let mut kinds = vec![format!("{} V2", census.v2)];
         kinds.extend(
@@ -270,8 +278,8 @@ fn verify(args: &Args) -> Result<ExitStatus> {
             eprintln!("every password hash is well-formed");
         } else {
             eprintln!(
-                "{} users will not be able to log in with a password until it is reset (their hashes are malformed)",
-                malformed.len()
+                "warning: {} will not be able to log in with a password until it is reset (their hashes are malformed)",
+                count(malformed.len() as u64, "user", "users")
             );
         }
     }
@@ -357,12 +365,13 @@ fn prove(
     mapping: Option<&PathBuf>,
     json: bool,
 ) -> Result<u64> {
-    if !target.exists() {
-        bail!("`{}`: no such store", target.display());
-    }
-    let store = SqliteStore::open(target)?;
-    let mut mapper = setup::mapper(schema, mapping, true)?;
-    setup::roles(bundle, &mut mapper)?;
+    let store = setup::existing_store(target)?;
+    let mapper = setup::mapper(schema, mapping, true)?;
+    let roles = setup::roles(bundle, &mapper, true)?;
+    let with = With {
+        mapper: &mapper,
+        roles: &roles.index,
+    };
     let conn = store.connection();
     // The bundle's subjects, on disk (memory stays flat), to find store users it lacks.
     conn.execute_batch(
@@ -382,7 +391,7 @@ fn prove(
         limit: None,
     };
     let mut compared = 0u64;
-    pipeline::run(bundle, &mapper, &opts, &mut |chunk| {
+    pipeline::run(bundle, with, &opts, &mut |chunk| {
         let tx = conn.unchecked_transaction()?;
         for m in &chunk {
             bar.inc(1);
@@ -503,7 +512,10 @@ fn prove(
         if differences == 0 {
             eprintln!("store: all {compared} loaded records match the bundle");
         } else {
-            eprintln!("store: {differences} differences from the bundle");
+            eprintln!(
+                "store: {} from the bundle",
+                count(differences, "difference", "differences")
+            );
         }
     }
     Ok(differences)

@@ -3,7 +3,8 @@
 # load into a store file, and log in as a sample user with the password they always had.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet -p ferry-export -p ferry-import
+echo "building ferry-export and ferry-import (the first build takes a few minutes)…"
+cargo build -p ferry-export -p ferry-import
 bin=target/debug
 demo=demo
 rm -rf "$demo"
@@ -17,10 +18,9 @@ say ferry-import validate $demo/bundle --schema schemas/scim-user.json
 $bin/ferry-import validate $demo/bundle --schema schemas/scim-user.json || true
 
 echo
-echo "Two problems to fix by hand: ken's e-mail duplicates judy's, and the role name"
-echo "'Billing Manager' cannot be a role id. Edit the bundle, then seal the edit:"
+echo "One problem to fix by hand: ken's e-mail duplicates judy's. Edit the bundle, then"
+echo "seal the edit:"
 sed -i 's/"Email":"JUDY@EXAMPLE.COM","NormalizedEmail":"JUDY@EXAMPLE.COM"/"Email":"ken@example.com","NormalizedEmail":"KEN@EXAMPLE.COM"/' $demo/bundle/users-00000.ndjson
-sed -i 's/"Name":"Billing Manager"/"Name":"Billing-Manager"/' $demo/bundle/roles.ndjson
 
 say ferry-import seal $demo/bundle
 $bin/ferry-import seal $demo/bundle

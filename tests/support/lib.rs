@@ -91,6 +91,69 @@ pub fn run_with(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) ->
     child.wait_with_output().expect("binary ends").into()
 }
 
+/// Runs a binary that must end by itself within `limit`: a hang detector for commands
+/// that must stop early (it kills the process and fails the test), not a measure of speed.
+pub fn run_within(name: &str, args: &[&str], limit: std::time::Duration) -> Run {
+    let child = command(name)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    wait_within(child, limit, &format!("{name} {}", args.join(" ")))
+}
+
+/// Waits for `child` to end by itself within `limit`; kills it and fails the test if not.
+pub fn wait_within(mut child: std::process::Child, limit: std::time::Duration, what: &str) -> Run {
+    let started = std::time::Instant::now();
+    loop {
+        if child.try_wait().expect("waits").is_some() {
+            return child.wait_with_output().expect("output").into();
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out: Run = child.wait_with_output().expect("output").into();
+            panic!(
+                "`{what}` did not end within {limit:?} (hung?)\n--- stderr\n{}",
+                out.stderr
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Polls `ready` until it holds, failing the test after `limit` (for a state a process
+/// under test reaches and then waits in, never for a time).
+pub fn wait_until(limit: std::time::Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The entries of a folder with their size and modification time, to show that nothing
+/// in it changed.
+pub fn listing(dir: &Path) -> Vec<(String, u64, std::time::SystemTime)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .expect("readable folder")
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                m.len(),
+                m.modified().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// The repository root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -141,15 +204,20 @@ impl Workdir {
         users: u64,
         snake_case: bool,
     ) -> PathBuf {
+        self.fixture_with(
+            name,
+            Options {
+                users,
+                generation,
+                snake_case,
+                ..options()
+            },
+        )
+    }
+
+    /// Generates a fixture database `name` with `opts` and returns its path.
+    pub fn fixture_with(&self, name: &str, opts: Options) -> PathBuf {
         let path = self.path(name);
-        let opts = Options {
-            users,
-            generation,
-            snake_case,
-            custom_columns: true,
-            seed: 7,
-            two_factor_percent: 10,
-        };
         generate(&path, &opts, None).expect("fixture");
         path
     }
@@ -205,9 +273,10 @@ impl Workdir {
     }
 }
 
-/// The public hash and TOTP vectors of `shared/reference/aspnet-hash-vectors.json`.
+/// The public hash and TOTP vectors (`crates/passwords/testdata/aspnet-hash-vectors.json`,
+/// kept in the repository so that a fresh clone runs its tests alone).
 pub fn vectors() -> serde_json::Value {
-    let path = root().join("../shared/reference/aspnet-hash-vectors.json");
+    let path = root().join("crates/passwords/testdata/aspnet-hash-vectors.json");
     let text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("`{}`: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
@@ -222,15 +291,23 @@ pub fn sha256_file(path: &Path) -> String {
         .collect()
 }
 
+/// The fixture options the tests start from: custom columns, seed 7, 10% with 2FA.
+pub fn options() -> Options {
+    Options {
+        custom_columns: true,
+        seed: 7,
+        two_factor_percent: 10,
+        ..Options::default()
+    }
+}
+
 /// Generates a fixture database with the given seed (not through a Workdir).
-pub fn fixture_with(path: &Path, generation: Generation, users: u64, seed: u64) {
+pub fn fixture_seeded(path: &Path, generation: Generation, users: u64, seed: u64) {
     let opts = Options {
         users,
         generation,
-        snake_case: false,
-        custom_columns: true,
         seed,
-        two_factor_percent: 10,
+        ..options()
     };
     generate(path, &opts, None).expect("fixture");
 }

@@ -1,0 +1,69 @@
+//! The README's tour runs as written: every `ferry-` command in its console blocks, in
+//! order, from a folder laid out like the repository (`samples/`, `schemas/`), with the
+//! built binaries on `PATH`. A command may report problems (exit 1: the sample has them on
+//! purpose); none may fail to run (exit 2), which is what a new user met when the tour
+//! named files that did not exist.
+
+use ferry_e2e::{bin_dir, root, Run, Workdir};
+
+/// The commands of the README's "A tour" section that run ferry, in order.
+fn tour_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let tour = readme
+        .split("\n## A tour\n")
+        .nth(1)
+        .expect("the README has a tour")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let mut commands = Vec::new();
+    let mut in_console = false;
+    for line in tour.lines() {
+        if line.starts_with("```") {
+            in_console = line == "```console";
+            continue;
+        }
+        let Some(command) = line.strip_prefix("$ ").filter(|_| in_console) else {
+            continue;
+        };
+        // Drop a trailing comment.
+        let command = match command.find("  #") {
+            Some(i) => command[..i].trim_end(),
+            None => command,
+        };
+        if command.starts_with("ferry-") || command.contains("| ferry-") {
+            commands.push(command.to_string());
+        }
+    }
+    commands
+}
+
+#[test]
+fn the_readme_tour_runs_as_written() {
+    let commands = tour_commands();
+    assert!(commands.len() >= 8, "{commands:?}");
+    let w = Workdir::new();
+    for dir in ["samples", "schemas"] {
+        std::os::unix::fs::symlink(root().join(dir), w.path(dir)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for command in &commands {
+        let r: Run = std::process::Command::new("sh")
+            .args(["-c", command])
+            .current_dir(w.path(""))
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+            .into();
+        assert!(
+            r.code == 0 || r.code == 1,
+            "`{command}` did not run (exit {}):\n{}",
+            r.code,
+            r.stderr
+        );
+    }
+}

@@ -775,7 +775,7 @@ fn validate_reports_an_unsealed_edit_and_exits_2() {
     )
     .expect_code(2);
     assert!(
-        r.stderr.contains("is also used by subject"),
+        r.stderr.contains("is already used by subject"),
         "still checked: {}",
         r.stderr
     );

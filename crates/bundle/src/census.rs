@@ -136,4 +136,84 @@ impl Census {
     pub fn malformed_total(&self) -> u64 {
         self.malformed.iter().map(|m| m.count).sum()
     }
+
+    /// The hash formats in one line, one entry per V3 PRF (the manifest has the whole
+    /// breakdown by iteration count): `2 V2, 7 V3 SHA256 (6 iteration counts, 2 to
+    /// 10000), 1 V3 SHA1 10000 iterations, 2 without a password, 3 malformed`.
+    pub fn summary(&self) -> String {
+        let mut kinds = Vec::new();
+        if self.v2 > 0 {
+            kinds.push(format!("{} V2", self.v2));
+        }
+        let mut prfs: Vec<(&str, u64, u32, u32, usize)> = Vec::new();
+        for v in &self.v3 {
+            match prfs.iter_mut().find(|p| p.0 == v.prf) {
+                Some(p) => {
+                    p.1 += v.count;
+                    p.2 = p.2.min(v.iterations);
+                    p.3 = p.3.max(v.iterations);
+                    p.4 += 1;
+                }
+                None => prfs.push((&v.prf, v.count, v.iterations, v.iterations, 1)),
+            }
+        }
+        for (prf, count, min, max, n) in prfs {
+            if n == 1 {
+                kinds.push(format!("{count} V3 {prf} {min} iterations"));
+            } else {
+                kinds.push(format!(
+                    "{count} V3 {prf} ({n} iteration counts, {min} to {max})"
+                ));
+            }
+        }
+        if self.none > 0 {
+            kinds.push(format!("{} without a password", self.none));
+        }
+        let malformed = self.malformed_total();
+        if malformed > 0 {
+            kinds.push(format!("{malformed} malformed"));
+        }
+        if kinds.is_empty() {
+            kinds.push("no users".into());
+        }
+        kinds.join(", ")
+    }
+
+    /// The malformed hashes by reason, `1 bad-base64, 1 salt-too-short`, if any.
+    pub fn malformed_summary(&self) -> Option<String> {
+        (!self.malformed.is_empty()).then(|| {
+            self.malformed
+                .iter()
+                .map(|m| format!("{} {}", m.count, m.reason))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_wording_of_the_census() {
+        let mut b = CensusBuilder::default();
+        b.add(&HashStatus::of(Some(
+            "AAABAgMEBQYHCAkKCwwNDg+ukCEMDf0yyQ29NYubggHIVY0sdEUfdyeM+E1LtH1uJg==",
+        )));
+        b.add(&HashStatus::of(Some(
+            "AQAAAAIAAAAyAAAAEOMwvh3+FZxqkdMBz2ekgGhwQ4B6pZWND6zgESBuWiHw",
+        )));
+        b.add(&HashStatus::of(Some(
+            "AQAAAAIAACcQAAAAEAABAgMEBQYHCAkKCwwNDg9B0Oxwty+PGIDSp95gcCfzeDvA4sGapUIUov8usXfD6A==",
+        )));
+        b.add(&HashStatus::of(None));
+        b.add(&HashStatus::of(Some("not-base64!!")));
+        let c = b.finish();
+        assert_eq!(
+            c.summary(),
+            "1 V2, 2 V3 SHA512 (2 iteration counts, 50 to 10000), 1 without a password, 1 malformed"
+        );
+        assert_eq!(c.malformed_summary().as_deref(), Some("1 bad-base64"));
+    }
 }

@@ -22,6 +22,9 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The bundle uses something this build cannot do.
+    #[error("{0}")]
+    Unsupported(String),
     /// A record could not be serialised.
     #[error("cannot serialise a record: {0}")]
     Serialise(serde_json::Error),

@@ -7,14 +7,16 @@
 //! - [`record`]: [`UserRecord`] and [`RoleRecord`], faithful to the source values.
 //! - [`manifest`]: [`Manifest`] with parts, checksums, counts and the password census.
 //! - [`census`]: counting password hash formats.
-//! - [`write`]: [`BundleWriter`], streaming records into owner-only, checksummed parts.
+//! - [`tally`]: [`Tally`], the counts and census of the manifest, one record at a time.
+//! - [`write`]: [`BundleWriter`], streaming records into owner-only, checksummed parts of
+//!   an [`Encoding`], and the manifest assembled from what it wrote.
 //! - [`read`]: [`BundleReader`], streaming records back with their file and line.
 //!
 //! ```no_run
 //! use ferry_bundle::{BundleReader};
 //!
 //! let bundle = BundleReader::open("bundle/".as_ref())?;
-//! for item in bundle.users()? {
+//! for item in bundle.users() {
 //!     let (location, record) = item?;
 //!     match record {
 //!         Ok(user) => println!("{location}: {}", user.id),
@@ -26,19 +28,23 @@
 #![deny(missing_docs)]
 
 pub mod census;
+mod encoding;
 mod error;
 mod fsutil;
 pub mod manifest;
 pub mod read;
 pub mod record;
+pub mod tally;
 pub mod write;
 
 pub use census::Census;
+pub use encoding::Encoding;
 pub use error::Error;
 pub use manifest::{Manifest, Part};
-pub use read::{BundleReader, Location};
+pub use read::{BundleReader, Location, RawRecord};
 pub use record::{RoleRecord, UserId, UserRecord};
-pub use write::BundleWriter;
+pub use tally::Tally;
+pub use write::{BundleWriter, ManifestInfo};
 
 /// The file name of the manifest inside a bundle.
 pub const MANIFEST: &str = "manifest.json";

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::encoding::Encoding;
 use crate::{census::Census, fsutil, Error, FORMAT, MANIFEST, VERSION};
 
 /// The manifest of a bundle.
@@ -20,8 +21,9 @@ pub struct Manifest {
     pub tool: String,
     /// Where the records came from.
     pub source: Source,
-    /// `ndjson`.
-    pub encoding: String,
+    /// How the user parts are encoded. An encoding this tool does not know is refused
+    /// when the manifest is read.
+    pub encoding: Encoding,
     /// `--limit` of the export, when only the first N users were exported.
     pub limit: Option<u64>,
     /// Every data file of the bundle, in order: users parts, then `roles.ndjson`.

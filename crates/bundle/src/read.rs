@@ -7,17 +7,19 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::encoding::Encoding;
 use crate::manifest::{Manifest, Part};
 use crate::record::{RoleRecord, UserRecord};
 use crate::write::hex;
 use crate::Error;
 
-/// Where a record sits: the part file and the 1-based line.
+/// Where a record sits: the part file and the 1-based line (in a Parquet part, the
+/// 1-based record number).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Location {
     /// The file name inside the bundle.
     pub file: String,
-    /// The line, counting from 1.
+    /// The line (or record number), counting from 1.
     pub line: u64,
 }
 
@@ -69,6 +71,12 @@ impl BundleReader {
     /// Opens the bundle in `dir` and reads its manifest.
     pub fn open(dir: &Path) -> Result<BundleReader, Error> {
         let manifest = Manifest::read(dir)?;
+        if manifest.encoding == Encoding::Parquet {
+            return Err(Error::Unsupported(format!(
+                "`{}` is a Parquet bundle, which this build cannot read yet",
+                dir.display()
+            )));
+        }
         Ok(BundleReader {
             dir: dir.to_path_buf(),
             manifest,
@@ -98,16 +106,22 @@ impl BundleReader {
         Ok(checked.into_iter().flatten().collect())
     }
 
-    /// Streams the users of every part in manifest order. Blank lines are skipped.
-    pub fn users(&self) -> Result<Records<UserRecord>, Error> {
-        let files = self.manifest.user_parts().map(|p| p.file.clone()).collect();
-        Ok(Records::new(self.dir.clone(), files))
+    /// Streams the users of every part in manifest order, decoded. Blank lines are
+    /// skipped.
+    pub fn users(
+        &self,
+    ) -> impl Iterator<Item = Result<(Location, Result<UserRecord, RecordError>), Error>> {
+        self.user_records().map(|r| r.map(RawRecord::decode))
     }
 
-    /// Streams the lines of the user parts unparsed (parse each with [`parse_record`]).
-    pub fn user_lines(&self) -> Lines {
+    /// Streams the users of every part in manifest order, not yet decoded: decode each
+    /// with [`RawRecord::decode`], on whichever thread (they are `Send`), so that readers
+    /// can decode in parallel while the order stays the bundle's.
+    pub fn user_records(&self) -> UserRecords {
         let files = self.manifest.user_parts().map(|p| p.file.clone()).collect();
-        Lines::new(self.dir.clone(), files)
+        UserRecords {
+            lines: Lines::new(self.dir.clone(), files),
+        }
     }
 
     /// Streams the roles of `roles.ndjson`.
@@ -191,9 +205,44 @@ impl<T: serde::de::DeserializeOwned> Iterator for Records<T> {
     }
 }
 
-/// The non-blank lines of one or more part files, unparsed, each with its location: for
-/// callers that parse on other threads (with [`parse_record`]).
-pub struct Lines {
+/// One user record of a bundle as it was read, not yet decoded.
+pub struct RawRecord {
+    location: Location,
+    line: String,
+}
+
+impl RawRecord {
+    /// Where the record is.
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// Decodes the record: the user, or what is wrong with it.
+    pub fn decode(self) -> (Location, Result<UserRecord, RecordError>) {
+        let record = parse_record(&self.line);
+        (self.location, record)
+    }
+}
+
+/// The user records of a bundle, in manifest order (see [`BundleReader::user_records`]).
+pub struct UserRecords {
+    lines: Lines,
+}
+
+impl Iterator for UserRecords {
+    type Item = Result<RawRecord, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(
+            self.lines
+                .next()?
+                .map(|(location, line)| RawRecord { location, line }),
+        )
+    }
+}
+
+/// The non-blank lines of one or more part files, unparsed, each with its location.
+struct Lines {
     dir: PathBuf,
     files: std::vec::IntoIter<String>,
     current: Option<(String, BufReader<File>, u64)>,

@@ -1,30 +1,48 @@
 //! Writing a bundle: records streamed into owner-only parts whose SHA-256 is computed
-//! while writing, never by reading the files back.
+//! while writing, never by reading the files back, and the manifest assembled from what
+//! was written.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::manifest::Part;
+use crate::encoding::Encoding;
+use crate::manifest::{Manifest, Part, Source};
 use crate::record::{RoleRecord, UserRecord};
-use crate::{fsutil, Error, ROLES_FILE};
+use crate::tally::Tally;
+use crate::{fsutil, Error, FORMAT, ROLES_FILE, VERSION};
 
 /// The default number of users per part.
 pub const DEFAULT_PART_SIZE: u64 = 100_000;
 
-/// Streams users into `users-NNNNN.ndjson` parts of at most `part_size` records, and
-/// roles into `roles.ndjson`.
-///
-/// Nothing here writes the manifest: the caller writes it last, once every part is
-/// complete, so that a folder without a manifest is never mistaken for a bundle.
+/// What the manifest says beyond what the writer counted.
+#[derive(Clone, Debug)]
+pub struct ManifestInfo {
+    /// The tool and version, e.g. `ferry-export 0.1.0`.
+    pub tool: String,
+    /// Where the records came from.
+    pub source: Source,
+    /// The `--limit` of a test export.
+    pub limit: Option<u64>,
+    /// Child rows of the source that pointed at no user or role, by table.
+    pub orphans: BTreeMap<String, u64>,
+}
+
+/// Streams users into `users-NNNNN.<encoding>` parts of at most `part_size` records, and
+/// roles into `roles.ndjson`, counting what it writes; [`BundleWriter::finish`] writes the
+/// manifest last, once every part is complete, so that a folder with a manifest is always
+/// a whole bundle.
 pub struct BundleWriter {
     dir: PathBuf,
+    encoding: Encoding,
     part_size: u64,
     current: Option<OpenPart>,
     parts: Vec<Part>,
     created: Vec<PathBuf>,
+    tally: Tally,
     line: Vec<u8>,
 }
 
@@ -35,10 +53,27 @@ struct OpenPart {
     records: u64,
 }
 
-struct HashingFile {
+/// A file that hashes what is written to it.
+pub(crate) struct HashingFile {
     file: File,
     hasher: Sha256,
     bytes: u64,
+}
+
+impl HashingFile {
+    pub(crate) fn new(file: File) -> HashingFile {
+        HashingFile {
+            file,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Syncs the file and returns its size and SHA-256.
+    pub(crate) fn finish(self) -> io::Result<(u64, String)> {
+        self.file.sync_all()?;
+        Ok((self.bytes, hex(&self.hasher.finalize())))
+    }
 }
 
 impl Write for HashingFile {
@@ -55,24 +90,27 @@ impl Write for HashingFile {
 
 impl BundleWriter {
     /// Starts a bundle in `dir`, which must exist.
-    pub fn new(dir: &Path, part_size: u64) -> BundleWriter {
-        BundleWriter {
+    pub fn new(dir: &Path, encoding: Encoding, part_size: u64) -> Result<BundleWriter, Error> {
+        if encoding == Encoding::Parquet {
+            return Err(Error::Unsupported(
+                "the Parquet encoding is not built yet; use --format ndjson (the default)".into(),
+            ));
+        }
+        Ok(BundleWriter {
             dir: dir.to_path_buf(),
+            encoding,
             part_size: part_size.max(1),
             current: None,
             parts: Vec::new(),
             created: Vec::new(),
+            tally: Tally::default(),
             line: Vec::with_capacity(4096),
-        }
+        })
     }
 
-    /// The name of the `index`th users part.
-    pub fn user_part_name(index: usize) -> String {
-        format!("users-{index:05}.ndjson")
-    }
-
-    /// Appends one user as one line, starting a new part every `part_size` users.
+    /// Appends one user, starting a new part every `part_size` users.
     pub fn write_user(&mut self, record: &UserRecord) -> Result<(), Error> {
+        self.tally.add_user(record);
         self.line.clear();
         serde_json::to_writer(&mut self.line, record)?;
         self.line.push(b'\n');
@@ -85,7 +123,7 @@ impl BundleWriter {
         }
         if self.current.is_none() {
             let index = self.parts.iter().filter(|p| p.entity == "users").count();
-            self.open(Self::user_part_name(index), "users")?;
+            self.open(self.encoding.user_part_name(index), "users")?;
         }
         self.append_line()
     }
@@ -93,6 +131,7 @@ impl BundleWriter {
     /// Appends one role to `roles.ndjson`. Write all roles before or after the users,
     /// not interleaved with them.
     pub fn write_role(&mut self, role: &RoleRecord) -> Result<(), Error> {
+        self.tally.add_role(role);
         self.line.clear();
         serde_json::to_writer(&mut self.line, role)?;
         self.line.push(b'\n');
@@ -105,6 +144,11 @@ impl BundleWriter {
         self.append_line()
     }
 
+    /// The users written so far.
+    pub fn users(&self) -> u64 {
+        self.tally.counts().users
+    }
+
     fn append_line(&mut self) -> Result<(), Error> {
         let part = self.current.as_mut().expect("a part is open");
         part.out
@@ -114,23 +158,39 @@ impl BundleWriter {
         Ok(())
     }
 
-    /// Closes the last part and returns every part written, users parts first. A bundle
-    /// with no users or no roles still gets an empty users part and `roles.ndjson`, so
-    /// that its layout is always the same.
-    pub fn finish(mut self) -> Result<Vec<Part>, Error> {
+    /// Closes the last part, writes the manifest and returns it. A bundle with no users
+    /// or no roles still gets an empty users part and `roles.ndjson`, so that its layout
+    /// is always the same.
+    pub fn finish(mut self, info: ManifestInfo) -> Result<Manifest, Error> {
         self.close_current()?;
         if !self.parts.iter().any(|p| p.entity == "roles") {
             self.open(ROLES_FILE.to_string(), "roles")?;
             self.close_current()?;
         }
         if !self.parts.iter().any(|p| p.entity == "users") {
-            self.open(Self::user_part_name(0), "users")?;
+            self.open(self.encoding.user_part_name(0), "users")?;
             self.close_current()?;
         }
         let mut parts = std::mem::take(&mut self.parts);
         // Users parts first (in their own order), then roles.
         parts.sort_by_key(|p| p.entity != "users");
-        Ok(parts)
+        let (mut counts, census) = std::mem::take(&mut self.tally).finish();
+        counts.orphans = info.orphans;
+        let manifest = Manifest {
+            format: FORMAT.to_string(),
+            version: VERSION,
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            tool: info.tool,
+            source: info.source,
+            encoding: self.encoding,
+            limit: info.limit,
+            parts,
+            counts,
+            password_hashes: census,
+            edits: Vec::new(),
+        };
+        manifest.write(&self.dir)?;
+        Ok(manifest)
     }
 
     /// Removes every file this writer created: used when an export fails, so that no
@@ -149,14 +209,7 @@ impl BundleWriter {
         self.current = Some(OpenPart {
             file_name,
             entity,
-            out: BufWriter::with_capacity(
-                256 * 1024,
-                HashingFile {
-                    file,
-                    hasher: Sha256::new(),
-                    bytes: 0,
-                },
-            ),
+            out: BufWriter::with_capacity(256 * 1024, HashingFile::new(file)),
             records: 0,
         });
         Ok(())
@@ -171,13 +224,13 @@ impl BundleWriter {
             .out
             .into_inner()
             .map_err(|e| Error::io(&path, e.into_error()))?;
-        hashing.file.sync_all().map_err(|e| Error::io(&path, e))?;
+        let (bytes, sha256) = hashing.finish().map_err(|e| Error::io(&path, e))?;
         self.parts.push(Part {
             file: part.file_name,
             entity: part.entity.to_string(),
             records: part.records,
-            bytes: hashing.bytes,
-            sha256: hex(&hashing.hasher.finalize()),
+            bytes,
+            sha256,
         });
         Ok(())
     }

@@ -6,9 +6,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use ferry_aspnet::{Description, IdentitySource, SqliteSource};
-use ferry_bundle::census::{CensusBuilder, HashStatus};
-use ferry_bundle::manifest::{Counts, Manifest, MigrationHistory, MigrationRow, Source};
-use ferry_bundle::{BundleWriter, RoleRecord, UserRecord};
+use ferry_bundle::manifest::{Counts, MigrationHistory, MigrationRow, Source};
+use ferry_bundle::{BundleWriter, Encoding, ManifestInfo, RoleRecord, UserRecord};
 
 use crate::args::{Args, Format};
 use crate::output::{self, Summary};
@@ -41,9 +40,10 @@ fn open_source(spec: &str, scratch: &Path) -> Result<Box<dyn IdentitySource + Se
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    if args.format == Format::Parquet {
-        bail!("the Parquet encoding is not built yet; use --format ndjson (the default)");
-    }
+    let encoding = match args.format {
+        Format::Ndjson => Encoding::Ndjson,
+        Format::Parquet => Encoding::Parquet,
+    };
     let started = Instant::now();
     staging::check_out(&args.out, args.force)?;
     let mut said = Vec::new();
@@ -59,6 +59,7 @@ pub fn run(args: &Args) -> Result<()> {
         None => source.user_count()?,
     };
     let progress = output::progress(total);
+    let writer = BundleWriter::new(staging.path(), encoding, args.part_size)?;
 
     let (tx, rx) = sync_channel::<Message>(IN_FLIGHT);
     let limit = args.limit;
@@ -86,7 +87,7 @@ pub fn run(args: &Args) -> Result<()> {
             counts.orphans.append(&mut role_counts.orphans);
             Ok(counts)
         });
-        let written = write(staging.path(), args.part_size, rx, &progress);
+        let written = write(writer, rx, &progress);
         // If the writer failed, the channel is closed and the reader stops at its next send.
         let read = reader.join().expect("reader thread panicked");
         (read, written)
@@ -94,29 +95,20 @@ pub fn run(args: &Args) -> Result<()> {
     progress.finish_and_clear();
     // Report the error that caused the stop: a reader that stops because the writer
     // failed only knows that the channel closed. Either way the staging folder goes.
-    let (counts, (parts, census)) = match (read, written) {
-        (Ok(counts), Ok(written)) => (counts, written),
+    let (counts, writer) = match (read, written) {
+        (Ok(counts), Ok(writer)) => (counts, writer),
         (Err(read), Err(write)) if is_writer_stop(&read) => return Err(write),
         (Err(read), _) => return Err(read),
         (Ok(_), Err(write)) => return Err(write),
     };
-
-    let manifest = Manifest {
-        format: ferry_bundle::FORMAT.to_string(),
-        version: ferry_bundle::VERSION,
-        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        tool: format!("ferry-export {}", env!("CARGO_PKG_VERSION")),
-        source: source_of(&description),
-        encoding: "ndjson".into(),
-        limit: args.limit,
-        parts,
-        counts,
-        password_hashes: census,
-        edits: Vec::new(),
-    };
-    manifest
-        .write(staging.path())
-        .context("cannot write the manifest")?;
+    let manifest = writer
+        .finish(ManifestInfo {
+            tool: format!("ferry-export {}", env!("CARGO_PKG_VERSION")),
+            source: source_of(&description),
+            limit: args.limit,
+            orphans: counts.orphans,
+        })
+        .context("cannot finish the bundle")?;
     staging.commit()?;
     output::report(
         &Summary {
@@ -165,14 +157,12 @@ fn source_of(d: &Description) -> Source {
     }
 }
 
+/// Writes what the reader sends; returns the writer to finish, or abandons it on error.
 fn write(
-    dir: &Path,
-    part_size: u64,
+    mut writer: BundleWriter,
     rx: Receiver<Message>,
     progress: &indicatif::ProgressBar,
-) -> Result<(Vec<ferry_bundle::Part>, ferry_bundle::Census)> {
-    let mut writer = BundleWriter::new(dir, part_size);
-    let mut census = CensusBuilder::default();
+) -> Result<BundleWriter> {
     // Test only: stop writing for good after this many users, so that tests can interrupt
     // an export that is certainly under way (`FERRY_TEST_PAUSE_AFTER_USERS`).
     let pause_after: Option<u64> = std::env::var("FERRY_TEST_PAUSE_AFTER_USERS")
@@ -185,7 +175,6 @@ fn write(
                 Message::Role(role) => writer.write_role(&role)?,
                 Message::Users(users) => {
                     for user in &users {
-                        census.add(&HashStatus::of(user.password_hash.as_deref()));
                         writer.write_user(user)?;
                         written += 1;
                         if pause_after == Some(written) {
@@ -201,7 +190,7 @@ fn write(
         Ok(())
     })();
     match result {
-        Ok(()) => Ok((writer.finish()?, census.finish())),
+        Ok(()) => Ok(writer),
         Err(e) => {
             writer.abandon();
             Err(e)

@@ -62,46 +62,11 @@ pub fn report(summary: &Summary<'_>, json: bool) {
         summary.bundle.display(),
         summary.elapsed.as_secs_f64()
     );
-    let mut kinds = Vec::new();
-    if census.v2 > 0 {
-        kinds.push(format!("{} V2", census.v2));
-    }
-    // One entry per PRF; the manifest has the full breakdown by iteration count.
-    let mut prfs: Vec<(&str, u64, u32, u32, usize)> = Vec::new();
-    for v in &census.v3 {
-        match prfs.iter_mut().find(|p| p.0 == v.prf) {
-            Some(p) => {
-                p.1 += v.count;
-                p.2 = p.2.min(v.iterations);
-                p.3 = p.3.max(v.iterations);
-                p.4 += 1;
-            }
-            None => prfs.push((&v.prf, v.count, v.iterations, v.iterations, 1)),
-        }
-    }
-    for (prf, count, min, max, n) in prfs {
-        if n == 1 {
-            kinds.push(format!("{count} V3 {prf} {min} iterations"));
-        } else {
-            kinds.push(format!(
-                "{count} V3 {prf} ({n} iteration counts, {min} to {max})"
-            ));
-        }
-    }
-    if census.none > 0 {
-        kinds.push(format!("{} without a password", census.none));
-    }
-    eprintln!("password hashes: {}", kinds.join(", "));
-    let malformed = census.malformed_total();
-    if malformed > 0 {
-        let reasons: Vec<String> = census
-            .malformed
-            .iter()
-            .map(|m| format!("{} {}", m.count, m.reason))
-            .collect();
+    eprintln!("password hashes: {}", census.summary());
+    if let Some(reasons) = census.malformed_summary() {
         eprintln!(
-            "warning: {malformed} users have malformed password hashes ({}) and will not be able to log in with a password until it is reset; `ferry-import verify` lists them",
-            reasons.join(", ")
+            "warning: {} users have malformed password hashes ({reasons}) and will not be able to log in with a password until it is reset; `ferry-import verify` lists them",
+            census.malformed_total()
         );
     }
     for note in summary.notes {

@@ -1,17 +1,22 @@
-//! Uniqueness inside a bundle, checked against a disk-backed index (a temporary SQLite
-//! file), so that memory stays flat however many users the bundle holds.
+//! Uniqueness inside a bundle, by the store core's rules ([`ferry_store::unique`]): each
+//! record's claims are checked against the records before it, in a disk-backed index (a
+//! temporary SQLite file), so that memory stays flat however many users the bundle holds.
+//!
+//! It behaves as a load does: a record meets the first of its claims, in the order a load
+//! checks them, that an earlier record of the bundle or (with a target store) another
+//! subject of the store holds, with the same message; a record whose subject the store
+//! has already is skipped, as a load skips it; and a record that fails (for that or any
+//! other reason) claims nothing, so it conflicts with no later record.
 
 use anyhow::Result;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use ferry_schema::map::Severity;
+use ferry_bundle::Location;
 use ferry_schema::Problem;
-use ferry_store::{normalize, OtpChannel};
+use ferry_store::Store;
 use rusqlite::{params, Connection, OptionalExtension as _};
 
 use crate::pipeline::Mapped;
 
-/// Keys seen so far, with the first record that held each.
+/// Claims seen so far, with the record that holds each.
 pub struct Dupes {
     conn: Connection,
     _dir: tempfile::TempDir,
@@ -23,100 +28,116 @@ impl Dupes {
         let dir = tempfile::Builder::new()
             .prefix("ferry-validate")
             .tempdir()?;
-        let conn = Connection::open(dir.path().join("keys.db"))?;
+        let conn = Connection::open(dir.path().join("claims.db"))?;
         conn.execute_batch(
             "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
-             CREATE TABLE keys (kind TEXT NOT NULL, value TEXT NOT NULL, subject TEXT NOT NULL, location TEXT NOT NULL,
-                                PRIMARY KEY (kind, value)) WITHOUT ROWID;",
+             CREATE TABLE claims (key TEXT PRIMARY KEY, subject TEXT NOT NULL, file TEXT NOT NULL,
+                                  line INTEGER NOT NULL) WITHOUT ROWID;",
         )?;
         Ok(Dupes { conn, _dir: dir })
     }
 
-    /// Checks a chunk in order; returns `(index in chunk, problem)` for every key that
-    /// an earlier record already holds.
-    pub fn check(&mut self, chunk: &[Mapped]) -> Result<Vec<(usize, Problem)>> {
+    /// Checks a chunk in bundle order, against the records before it and against
+    /// `target`, and adds to each record the problem a load would report: a claim held by
+    /// an earlier record (naming where it is) or by another subject of the store, or, as a
+    /// warning, that the store has the subject already.
+    pub fn check(&mut self, chunk: &mut [Mapped], target: Option<&dyn Store>) -> Result<()> {
         let tx = self.conn.transaction()?;
-        let mut found = Vec::new();
         {
             let mut insert =
-                tx.prepare_cached("INSERT OR IGNORE INTO keys VALUES (?1, ?2, ?3, ?4)")?;
-            let mut holder = tx.prepare_cached(
-                "SELECT subject, location FROM keys WHERE kind = ?1 AND value = ?2",
-            )?;
-            for (i, m) in chunk.iter().enumerate() {
-                let Some(r) = &m.record else { continue };
-                let subject = r.subject_id.as_str();
-                let location = m.location.to_string();
-                let mut keys: Vec<(String, &str, String, String)> = Vec::new();
-                if let Some(name) = &r.account.user_name {
-                    keys.push((
-                        "user name".into(),
-                        "UserName",
-                        normalize(name),
-                        format!("'{name}' (ignoring case)"),
-                    ));
-                }
-                for otp in &r.otp_addresses {
-                    let (field, value) = match otp.channel {
-                        OtpChannel::Email => ("Email", normalize(&otp.address)),
-                        OtpChannel::Sms => ("PhoneNumber", otp.address.clone()),
-                    };
-                    keys.push((
-                        format!("{} OTP address", otp.channel.as_str()),
-                        field,
-                        value,
-                        format!("'{}'", otp.address),
-                    ));
-                }
-                for l in &r.external_logins {
-                    keys.push((
-                        "external login".into(),
-                        "Logins",
-                        format!("{}\u{1f}{}", l.provider, l.key),
-                        format!("{} '{}'", l.provider, l.key),
-                    ));
-                }
-                for p in &r.passkeys {
-                    let id = URL_SAFE_NO_PAD.encode(&p.credential_id);
-                    keys.push(("passkey credential".into(), "Passkeys", id.clone(), id));
-                }
-                for (code, value) in &r.unique_keys {
-                    if r.account.user_name.as_deref() == Some(value.as_str()) {
-                        continue; // the same value as the user name, checked above
-                    }
-                    keys.push((
-                        format!("attribute {code}"),
-                        "",
-                        value.clone(),
-                        format!("'{value}'"),
-                    ));
-                }
-                for (kind, field, value, shown) in keys {
-                    if insert.execute(params![kind, value, subject, location])? == 0 {
-                        let (other, at): (String, String) = holder
-                            .query_row(params![kind, value], |row| Ok((row.get(0)?, row.get(1)?)))
-                            .optional()?
-                            .unwrap_or_default();
-                        let field = if field.is_empty() {
-                            kind.trim_start_matches("attribute ").to_string()
-                        } else {
-                            field.to_string()
-                        };
-                        found.push((
-                            i,
-                            Problem {
-                                field,
-                                message: format!(
-                                    "{kind} {shown} is also used by subject {other} ({at})"
-                                ),
-                                severity: Severity::Error,
-                            },
+                tx.prepare_cached("INSERT OR IGNORE INTO claims VALUES (?1, ?2, ?3, ?4)")?;
+            let mut holder =
+                tx.prepare_cached("SELECT subject, file, line FROM claims WHERE key = ?1")?;
+            for m in chunk.iter_mut() {
+                let Some(r) = m.record.as_ref().filter(|_| !m.failed()) else {
+                    continue;
+                };
+                let me = r.subject_id.as_str();
+                if let Some(store) = target {
+                    if store.has_subject(me)? {
+                        m.problems.push(Problem::warning(
+                            "Id",
+                            "subject already exists in the target: the load will skip it (or merge it with --on-conflict overwrite)",
                         ));
+                        continue;
+                    }
+                }
+                let keys: Vec<String> = m.claims.iter().map(|c| c.index_key()).collect();
+                let mut held = None;
+                for (claim, key) in m.claims.iter().zip(&keys) {
+                    let found: Option<(String, String, u64)> = holder
+                        .query_row([key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                        .optional()?;
+                    if let Some((subject, file, line)) = found {
+                        held = Some((claim, subject, Some(Location { file, line })));
+                        break;
+                    }
+                    if let Some(store) = target {
+                        if let Some(subject) = store.holder(claim)?.filter(|s| s != me) {
+                            held = Some((claim, subject, None));
+                            break;
+                        }
+                    }
+                }
+                match held {
+                    Some((claim, subject, at)) => {
+                        let mut problem = Problem::error(&claim.field, claim.held_by(&subject));
+                        problem.related = at;
+                        m.problems.push(problem);
+                    }
+                    None => {
+                        for key in &keys {
+                            insert.execute(params![
+                                key,
+                                r.subject_id.as_str(),
+                                m.location.file,
+                                m.location.line
+                            ])?;
+                        }
                     }
                 }
             }
         }
         tx.commit()?;
-        Ok(found)
+        Ok(())
+    }
+}
+
+/// A set of subject ids on disk (a temporary SQLite file): memory stays flat however many
+/// users a bundle holds.
+pub struct SubjectIndex {
+    conn: Connection,
+    _dir: tempfile::TempDir,
+}
+
+impl SubjectIndex {
+    /// A new, empty set.
+    pub fn new() -> Result<SubjectIndex> {
+        let dir = tempfile::Builder::new().prefix("ferry-verify").tempdir()?;
+        let conn = Connection::open(dir.path().join("subjects.db"))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
+             CREATE TABLE subjects (subject TEXT PRIMARY KEY) WITHOUT ROWID;
+             BEGIN;",
+        )?;
+        // One transaction for the set's whole life: it is thrown away, never committed.
+        Ok(SubjectIndex { conn, _dir: dir })
+    }
+
+    /// Adds `subject`; `false` if it was there already.
+    pub fn insert(&self, subject: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("INSERT OR IGNORE INTO subjects VALUES (?1)")?
+            .execute([subject])?
+            == 1)
+    }
+
+    /// Whether `subject` is in the set.
+    pub fn contains(&self, subject: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM subjects WHERE subject = ?1")?
+            .exists([subject])?)
     }
 }

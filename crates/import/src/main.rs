@@ -1,12 +1,16 @@
 //! `ferry-import`: the target side of ferry.
 #![allow(clippy::print_stderr, clippy::print_stdout, clippy::exit)]
 
+mod args;
 mod cmd;
 mod dupes;
+mod exit;
 mod pipeline;
 mod priority;
 mod setup;
 mod summary;
+
+pub use exit::ExitStatus;
 
 use std::process::ExitCode;
 
@@ -54,15 +58,6 @@ enum Command {
     Verify(cmd::verify::Args),
 }
 
-/// How a command ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    /// Everything is fine.
-    Success,
-    /// The command ran and found problems.
-    Failure,
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     priority::helper_pool();
@@ -75,8 +70,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd::verify::run(a),
     };
     match result {
-        Ok(ExitStatus::Success) => ExitCode::SUCCESS,
-        Ok(ExitStatus::Failure) => ExitCode::from(1),
+        Ok(status) => status.into(),
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(2)

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use ferry_bundle::BundleReader;
 use ferry_schema::{AttributeSchema, Mapper, Mapping, RoleIndex, Roles};
-use ferry_store::SqliteStore;
+use ferry_store::{Mode, Store, Target};
 
 /// Opens a bundle.
 pub fn bundle(dir: &Path) -> Result<BundleReader> {
@@ -109,33 +109,33 @@ pub fn roles(bundle: &BundleReader, mapper: &Mapper, quiet: bool) -> Result<Role
     Ok(roles)
 }
 
-/// Opens the store `target` for writing, creating it if missing.
-pub fn store(target: &Path) -> Result<SqliteStore> {
-    check_target(target)?;
-    Ok(SqliteStore::open(target)?)
+/// Opens the store `target` names: for writing (created if missing), or read-only (it
+/// must exist, and nothing in it changes).
+pub fn store(target: &str, mode: Mode) -> Result<Box<dyn Store>> {
+    if let Target::Sqlite(path) = Target::parse(target) {
+        check_sqlite_target(&path, mode)?;
+    }
+    Ok(ferry_store::open(target, mode)?)
 }
 
-/// Opens an existing store.
-pub fn existing_store(target: &Path) -> Result<SqliteStore> {
-    check_target(target)?;
-    if !target.exists() {
-        bail!("`{}`: no such store", target.display());
+/// Opens an existing store for writing (`login`'s re-hash): it is not created if missing.
+pub fn existing_store(target: &str) -> Result<Box<dyn Store>> {
+    if let Target::Sqlite(path) = Target::parse(target) {
+        check_sqlite_target(&path, Mode::ReadOnly)?;
     }
-    Ok(SqliteStore::open(target)?)
+    Ok(ferry_store::open(target, Mode::ReadWrite)?)
 }
 
-fn check_target(target: &Path) -> Result<()> {
-    let text = target.to_string_lossy();
-    let lower = text.to_ascii_lowercase();
-    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-        bail!("PostgreSQL stores are not built yet; give --target a SQLite store file");
-    }
+fn check_sqlite_target(target: &Path, mode: Mode) -> Result<()> {
     if target.is_dir() {
         bail!(
             "`{}` is a folder; --target is a store file (created if missing), e.g. `{}`",
             target.display(),
             target.join("users.db").display()
         );
+    }
+    if mode == Mode::ReadOnly && !target.exists() {
+        bail!("`{}`: no such store", target.display());
     }
     let parent = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

@@ -6,7 +6,7 @@
 //!   required. A bad file is refused with the JSON path of the fault.
 //! - [`mapping`]: where each source field goes ([`Mapping`]): `AspNetUsers` columns,
 //!   `Extra` columns and claim types to attribute codes or sub-properties.
-//! - [`map`]: a [`ferry_bundle::UserRecord`] becomes a [`ferry_store::ImportRecord`], or
+//! - [`map`]: a [`ferry_bundle::UserRecord`] becomes a [`ferry_store_core::ImportRecord`], or
 //!   a list of [`Problem`]s, each naming its field.
 //! - [`rules`]: User Management's value rules (e-mail, phone, subject id, role id, …).
 //! - [`roles`]: the role id each role of a bundle gets ([`RoleIndex`]).

@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
 use ferry_bundle::record::Token;
-use ferry_bundle::UserRecord;
+use ferry_bundle::{Location, UserRecord};
 use ferry_passwords::AspNetHash;
-use ferry_store::{
+use ferry_store_core::{
     AccountState, ExternalLogin, HashedPassword, ImportRecord, OtpAddress, OtpChannel, SubjectId,
     TotpDevice,
 };
@@ -35,22 +35,28 @@ pub struct Problem {
     pub message: String,
     /// Error or warning.
     pub severity: Severity,
+    /// Another record the problem concerns (the one that holds a value first), if any.
+    pub related: Option<Location>,
 }
 
 impl Problem {
-    fn error(field: impl Into<String>, message: impl Into<String>) -> Problem {
+    /// An error on `field`.
+    pub fn error(field: impl Into<String>, message: impl Into<String>) -> Problem {
         Problem {
             field: field.into(),
             message: message.into(),
             severity: Severity::Error,
+            related: None,
         }
     }
 
-    fn warning(field: impl Into<String>, message: impl Into<String>) -> Problem {
+    /// A warning on `field`.
+    pub fn warning(field: impl Into<String>, message: impl Into<String>) -> Problem {
         Problem {
             field: field.into(),
             message: message.into(),
             severity: Severity::Warning,
+            related: None,
         }
     }
 }
@@ -89,7 +95,11 @@ impl fmt::Display for Problem {
         if self.severity == Severity::Warning {
             f.write_str("warning: ")?;
         }
-        write!(f, "{}: {}", self.field, self.message)
+        write!(f, "{}: {}", self.field, self.message)?;
+        if let Some(at) = &self.related {
+            write!(f, " ({at})")?;
+        }
+        Ok(())
     }
 }
 
@@ -269,13 +279,12 @@ impl Mapper {
             None | Some("") => None,
             Some(blob) => {
                 if let Err(reason) = AspNetHash::parse(blob) {
-                    problems.push(Problem {
-                        field: "PasswordHash".into(),
-                        message: format!(
+                    problems.push(Problem::warning(
+                        "PasswordHash",
+                        format!(
                             "malformed hash ({reason}); it is imported as it is, but this user cannot log in with a password until it is reset"
                         ),
-                        severity: Severity::Warning,
-                    });
+                    ));
                 }
                 Some(HashedPassword::aspnet(blob))
             }

@@ -5,7 +5,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use ciborium::Value as Cbor;
 use ferry_bundle::record::Passkey;
-use ferry_store::PasskeyImport;
+use ferry_store_core::PasskeyImport;
 use serde_json::Value;
 
 fn bytes(

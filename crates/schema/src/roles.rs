@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ferry_bundle::RoleRecord;
-use ferry_store::{RoleId, RoleImport};
+use ferry_store_core::{RoleId, RoleImport};
 
 /// A role whose id was derived from its name, to tell the operator once.
 #[derive(Clone, Debug, PartialEq, Eq)]

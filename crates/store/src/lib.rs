@@ -1,69 +1,79 @@
-//! The User Management store.
+//! Opens the User Management store a target names, behind the backend-free core.
 //!
-//! It keeps User Management's model and import semantics: users with a subject id,
-//! profile attributes with unique keys, authenticators (password as hashed password
-//! data, OTP addresses, external logins, passkeys, TOTP devices, recovery codes), roles
-//! and memberships, and the record of every import run and every record's result. It
-//! knows nothing of ASP.NET tables: it takes [`ImportRecord`]s.
-//!
-//! - [`model`]: the records the store takes.
-//! - [`SqliteStore`]: the embedded store (created if missing, its schema versioned).
-//! - [`login`]: password checks by algorithm id, and the re-hash to the preferred one.
+//! A target is a path to a SQLite store file (created if missing) or a PostgreSQL
+//! address. Everything else, the model, the import semantics and the [`Store`] trait, is
+//! `ferry-store-core`'s, re-exported here.
 //!
 //! ```no_run
-//! use ferry_store::{Policy, RunCounts, SqliteStore};
+//! use ferry_store::{open, Mode};
 //!
-//! let mut store = SqliteStore::open("users.db".as_ref())?;
-//! let run = store.begin_run("bundle/", Policy::Skip)?;
-//! {
-//!     let mut importer = store.importer(run, Policy::Skip)?;
-//!     // importer.write(&items)? for each chunk of `Item::new(…)`s, then now and then:
-//!     importer.commit()?;
-//! }
-//! // The counts of the records written, from each `Outcome::status`:
-//! store.finish_run(run, "completed", RunCounts::default())?;
+//! let store = open("users.db", Mode::ReadOnly)?;
+//! println!("{}", store.describe());
 //! # Ok::<(), ferry_store::Error>(())
 //! ```
 #![deny(missing_docs)]
 
-mod import;
-mod key;
-pub mod login;
-pub mod model;
-mod schema;
-mod sqlite;
+use std::path::PathBuf;
 
-pub use import::{Item, Outcome, Policy, Reason, RunCounts, Status};
-pub use model::*;
-pub use sqlite::{Error, Importer, RunId, Snapshot, SqliteStore, StoredUser};
+pub use ferry_store_core::*;
 
-/// Upper-cases a login name as ASP.NET's `UpperInvariantLookupNormalizer` does: simple
-/// case mapping, a character whose upper case is several characters is kept.
-pub fn normalize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            let mut up = c.to_uppercase();
-            match (up.next(), up.next()) {
-                (Some(u), None) => u,
-                _ => c,
-            }
-        })
-        .collect()
+/// What a `--target` names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A SQLite store file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server: a `postgres://` URL or an Npgsql connection string.
+    Postgres(String),
 }
 
-/// Hashes the record's plain recovery codes (PBKDF2-HMAC-SHA512, a random salt each)
-/// and forgets the plain text. Pure CPU: run it in parallel across records.
-pub fn hash_recovery_codes(record: &mut ImportRecord, iterations: u32) {
-    use rand::RngCore as _;
-    let mut rng = rand::rngs::OsRng;
-    for code in record.recovery_codes.drain(..) {
-        let mut salt = [0u8; ferry_passwords::recovery::SALT_LEN];
-        rng.fill_bytes(&mut salt);
-        let hash = ferry_passwords::recovery::hash(&code, &salt, iterations);
-        record.hashed_recovery_codes.push(HashedRecoveryCode {
-            salt: salt.to_vec(),
-            hash: hash.to_vec(),
-            iterations,
-        });
+impl Target {
+    /// Tells a target's kind from its form.
+    pub fn parse(text: &str) -> Target {
+        let lower = text.trim().to_ascii_lowercase();
+        let npgsql = lower.contains(';')
+            && ["host=", "server=", "database="]
+                .iter()
+                .any(|k| lower.starts_with(k) || lower.contains(&format!(";{k}")));
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") || npgsql {
+            Target::Postgres(text.trim().to_string())
+        } else {
+            Target::Sqlite(PathBuf::from(text))
+        }
+    }
+}
+
+/// Opens the store `target` names, in `mode`.
+pub fn open(target: &str, mode: Mode) -> Result<Box<dyn Store>, Error> {
+    match Target::parse(target) {
+        Target::Sqlite(path) => Ok(Box::new(ferry_store_sqlite::SqliteStore::open(
+            &path, mode,
+        )?)),
+        Target::Postgres(_) => Err(Error::Open {
+            target: "(a PostgreSQL server)".into(),
+            message: "PostgreSQL stores are not built yet; give --target a SQLite store file"
+                .into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_told_by_their_form() {
+        assert_eq!(Target::parse("users.db"), Target::Sqlite("users.db".into()));
+        assert!(matches!(
+            Target::parse("postgres://h/db"),
+            Target::Postgres(_)
+        ));
+        assert!(matches!(
+            Target::parse("Host=localhost;Database=users;Username=ferry"),
+            Target::Postgres(_)
+        ));
+        assert_eq!(
+            Target::parse("dir;with=odd.db"),
+            Target::Sqlite("dir;with=odd.db".into())
+        );
     }
 }

@@ -5,10 +5,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;
-use ferry_store::{Importer, Item, Policy, RunCounts, Status};
+use ferry_store::{Importer, Item, ItemPreparer, Mode, Policy, RunCounts, RunEnd, Status};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::pipeline::{self, problem_line, Options, With};
+use crate::args::{MappingArgs, OutputArgs};
+use crate::pipeline::{self, problem_line, With};
 use crate::summary::{self, NotImportedTally};
 use crate::{setup, ExitStatus};
 
@@ -41,15 +42,11 @@ use crate::{setup, ExitStatus};
 pub struct Args {
     /// The bundle folder.
     pub bundle: PathBuf,
-    /// The attribute schema file (e.g. schemas/scim-user.json).
-    #[arg(long)]
-    pub schema: PathBuf,
+    #[command(flatten)]
+    pub mapping: MappingArgs,
     /// The store: a SQLite file, created if missing.
     #[arg(long)]
-    pub target: PathBuf,
-    /// The mapping file (default: schemas/mapping.default.json, built in).
-    #[arg(long)]
-    pub mapping: Option<PathBuf>,
+    pub target: String,
     /// What to do with a subject that already exists.
     #[arg(long, value_enum, default_value_t = OnConflict::Skip)]
     pub on_conflict: OnConflict,
@@ -66,9 +63,8 @@ pub struct Args {
     /// of its data (a claim no mapping rule imports, an e-mail that is not an address).
     #[arg(long, value_name = "FILE.csv")]
     pub report: Option<PathBuf>,
-    /// Print one JSON summary object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// What to do with a subject that already exists.
@@ -94,7 +90,18 @@ struct Prepared {
     item: Item,
 }
 
-fn prepare(m: pipeline::Mapped) -> Prepared {
+/// What load's prepare step does on the mapping threads, beyond mapping.
+struct Preparation {
+    /// Hash recovery codes with this many iterations (the store's setting).
+    recovery_iterations: u32,
+    /// The store's own work on each item.
+    store: ItemPreparer,
+}
+
+fn prepare(mut m: pipeline::Mapped, p: &Preparation) -> Prepared {
+    if let Some(r) = m.record.as_mut() {
+        ferry_store::hash_recovery_codes(r, p.recovery_iterations);
+    }
     let warning_problems: Vec<&ferry_schema::Problem> = m
         .problems
         .iter()
@@ -110,23 +117,26 @@ fn prepare(m: pipeline::Mapped) -> Prepared {
         .collect();
     notes.extend(summary::record_note(&m.not_imported));
     let message = m.message();
+    let mut item = Item::with_claims(
+        m.subject,
+        m.location.file,
+        m.location.line,
+        m.record.ok_or(message),
+        m.claims,
+    );
+    (p.store)(&mut item);
     Prepared {
         warnings,
         note: (!notes.is_empty()).then(|| notes.join("; ")),
         not_imported: m.not_imported,
-        item: Item::new(
-            m.subject,
-            m.location.file,
-            m.location.line,
-            m.record.ok_or(message),
-        ),
+        item,
     }
 }
 
 /// Writes chunks of records as they come and commits every `batch_size` records, so that
 /// mapping (on the other threads) and writing overlap.
 struct Loader<'a, 's> {
-    importer: Importer<'s>,
+    importer: Box<dyn Importer + 's>,
     json: bool,
     progress: &'a ProgressBar,
     log_batches: bool,
@@ -222,11 +232,12 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     let started = Instant::now();
     let bundle = setup::bundle(&args.bundle)?;
     setup::require_sealed(&bundle)?;
-    let mapper = setup::mapper(&args.schema, args.mapping.as_ref(), args.json)?;
-    let mut store = setup::store(&args.target)?;
-    let roles = setup::roles(&bundle, &mapper, args.json)?;
+    let json = args.output.json;
+    let mapper = setup::mapper(&args.mapping.schema, args.mapping.mapping.as_ref(), json)?;
+    let mut store = setup::store(&args.target, Mode::ReadWrite)?;
+    let roles = setup::roles(&bundle, &mapper, json)?;
     let new_roles = store.create_roles(&roles.create)?;
-    if !args.json {
+    if !json {
         eprintln!(
             "roles: {} in the bundle, {new_roles} created",
             roles.create.len()
@@ -258,18 +269,18 @@ pub fn run(args: Args) -> Result<ExitStatus> {
         )
         .expect("valid template"),
     );
-    let log_batches = progress.is_hidden() && !args.json;
-    let iterations = store.recovery_code_iterations();
-    let mut not_imported = NotImportedTally::default();
-    let opts = Options {
-        hash_recovery_codes: Some(iterations),
-        limit: args.limit,
+    let log_batches = progress.is_hidden() && !json;
+    let preparation = Preparation {
+        recovery_iterations: store.recovery_code_iterations(),
+        store: store.item_preparer(),
     };
+    let mut not_imported = NotImportedTally::default();
+    let target = store.describe();
     // The loader borrows the store until its block ends.
     let counts = {
         let mut loader = Loader {
             importer: store.importer(run, policy)?,
-            json: args.json,
+            json,
             progress: &progress,
             log_batches,
             report: report.as_mut(),
@@ -286,8 +297,9 @@ pub fn run(args: Args) -> Result<ExitStatus> {
             mapper: &mapper,
             roles: &roles.index,
         };
-        pipeline::run_with(&bundle, with, &opts, &prepare, &mut |chunk| {
-            if !args.json {
+        let stage = |l, r| prepare(pipeline::map(with, l, r), &preparation);
+        pipeline::run(&bundle, args.limit, &stage, &mut |chunk| {
+            if !json {
                 for w in chunk.iter().flat_map(|p| &p.warnings) {
                     progress.suspend(|| eprintln!("{w}"));
                 }
@@ -309,7 +321,7 @@ pub fn run(args: Args) -> Result<ExitStatus> {
         loader.counts
     };
     progress.finish_and_clear();
-    store.finish_run(run, "completed", counts)?;
+    store.finish_run(run, &RunEnd::Completed, counts)?;
     let RunCounts {
         created,
         updated,
@@ -320,11 +332,11 @@ pub fn run(args: Args) -> Result<ExitStatus> {
         w.flush()?;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    if args.json {
+    if json {
         println!(
             "{}",
             serde_json::json!({
-                "target": args.target.display().to_string(),
+                "target": target,
                 "run": run.0,
                 "created": created, "updated": updated, "skipped": skipped, "failed": failed,
                 "not_imported": not_imported.to_json(),
@@ -348,9 +360,5 @@ pub fn run(args: Args) -> Result<ExitStatus> {
         }
         eprintln!("Import complete. Created: {created}, Updated: {updated}, Skipped: {skipped}, Failed: {failed} ({elapsed:.1}s)");
     }
-    Ok(if failed > 0 {
-        ExitStatus::Failure
-    } else {
-        ExitStatus::Success
-    })
+    Ok(ExitStatus::failed_if(failed > 0))
 }

@@ -1,12 +1,12 @@
 //! `ferry-import login`: log in as an imported user, as the application will.
 
 use std::io::{BufRead as _, IsTerminal as _};
-use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use ferry_store::login::{self, Verdict};
 
+use crate::args::OutputArgs;
 use crate::{setup, ExitStatus};
 
 /// Log in as an imported user with the password they always had.
@@ -32,16 +32,15 @@ use crate::{setup, ExitStatus};
 pub struct Args {
     /// The store (a SQLite file written by `ferry-import load`).
     #[arg(long)]
-    pub target: PathBuf,
+    pub target: String,
     /// The user name or e-mail address.
     #[arg(long)]
     pub user: String,
     /// A code from the user's authenticator app.
     #[arg(long, value_name = "CODE")]
     pub totp: Option<String>,
-    /// Print one JSON summary object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// The current time; `FERRY_NOW` (Unix seconds) overrides it, for tests of lockout and
@@ -82,7 +81,7 @@ struct Report<'a> {
 
 impl Report<'_> {
     fn finish(&self, ok: bool, message: &str, rehashed: bool) -> ExitStatus {
-        if self.args.json {
+        if self.args.output.json {
             println!(
                 "{}",
                 serde_json::json!({

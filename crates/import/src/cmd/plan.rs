@@ -11,8 +11,9 @@ use base64::Engine as _;
 use ferry_store::ImportRecord;
 use serde_json::{json, Value};
 
+use crate::args::MappingArgs;
 use crate::dupes::Dupes;
-use crate::pipeline::{self, problem_line, Options, With};
+use crate::pipeline::{self, problem_line, With};
 use crate::summary::{count, NotImportedTally};
 use crate::{setup, ExitStatus};
 
@@ -40,12 +41,8 @@ use crate::{setup, ExitStatus};
 pub struct Args {
     /// The bundle folder.
     pub bundle: PathBuf,
-    /// The attribute schema file.
-    #[arg(long)]
-    pub schema: PathBuf,
-    /// The mapping file (default: the built-in default mapping).
-    #[arg(long)]
-    pub mapping: Option<PathBuf>,
+    #[command(flatten)]
+    pub mapping: MappingArgs,
     /// The folder to write (created; must be empty if it exists).
     #[arg(long)]
     pub out: PathBuf,
@@ -126,7 +123,7 @@ fn hex(b: &[u8]) -> String {
 pub fn run(args: Args) -> Result<ExitStatus> {
     let bundle = setup::bundle(&args.bundle)?;
     setup::require_sealed(&bundle)?;
-    let mapper = setup::mapper(&args.schema, args.mapping.as_ref(), false)?;
+    let mapper = setup::mapper(&args.mapping.schema, args.mapping.mapping.as_ref(), false)?;
     if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
         bail!("`{}` is not empty", args.out.display());
     }
@@ -145,44 +142,43 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     let mut out: Option<BufWriter<std::fs::File>> = None;
     let mut dupes = Dupes::new()?;
     let mut not_imported = NotImportedTally::default();
-    let opts = Options {
-        hash_recovery_codes: None,
-        limit: None,
-    };
     let with = With {
         mapper: &mapper,
         roles: &roles.index,
     };
-    pipeline::run(&bundle, with, &opts, &mut |mut chunk| {
-        for (i, p) in dupes.check(&chunk)? {
-            chunk[i].problems.push(p);
-        }
-        for m in &chunk {
-            for p in &m.problems {
-                eprintln!("{}", problem_line(m, p));
-            }
-            not_imported.add(&m.not_imported);
-            let Some(r) = m.record.as_ref().filter(|_| !m.failed()) else {
-                failed += 1;
-                continue;
-            };
-            if planned % PER_FILE == 0 {
-                if let Some(mut w) = out.take() {
-                    w.flush()?;
+    pipeline::run(
+        &bundle,
+        None,
+        &|l, r| pipeline::map(with, l, r),
+        &mut |mut chunk| {
+            dupes.check(&mut chunk, None)?;
+            for m in &chunk {
+                for p in &m.problems {
+                    eprintln!("{}", problem_line(m, p));
                 }
-                out = Some(private_file(
-                    &args
-                        .out
-                        .join(format!("plan-{:05}.ndjson", planned / PER_FILE)),
-                )?);
+                not_imported.add(&m.not_imported);
+                let Some(r) = m.record.as_ref().filter(|_| !m.failed()) else {
+                    failed += 1;
+                    continue;
+                };
+                if planned % PER_FILE == 0 {
+                    if let Some(mut w) = out.take() {
+                        w.flush()?;
+                    }
+                    out = Some(private_file(
+                        &args
+                            .out
+                            .join(format!("plan-{:05}.ndjson", planned / PER_FILE)),
+                    )?);
+                }
+                let w = out.as_mut().expect("open");
+                serde_json::to_writer(&mut *w, &user_import_record(r))?;
+                w.write_all(b"\n")?;
+                planned += 1;
             }
-            let w = out.as_mut().expect("open");
-            serde_json::to_writer(&mut *w, &user_import_record(r))?;
-            w.write_all(b"\n")?;
-            planned += 1;
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     if let Some(mut w) = out {
         w.flush()?;
     }
@@ -195,9 +191,5 @@ pub fn run(args: Args) -> Result<ExitStatus> {
         args.out.display(),
         count(failed, "record", "records")
     );
-    Ok(if failed > 0 {
-        ExitStatus::Failure
-    } else {
-        ExitStatus::Success
-    })
+    Ok(ExitStatus::failed_if(failed > 0))
 }

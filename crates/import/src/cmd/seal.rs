@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Result;
-use ferry_bundle::census::{CensusBuilder, HashStatus};
-use ferry_bundle::manifest::{Counts, Edit, EditedFile};
+use ferry_bundle::manifest::{Edit, EditedFile};
 use ferry_bundle::read::hash_file;
-use ferry_bundle::{RoleRecord, UserRecord};
+use ferry_bundle::Tally;
 
+use crate::summary::count;
 use crate::{setup, ExitStatus};
 
 /// Accept hand edits: re-checksum the bundle and log the edit in its manifest.
@@ -36,17 +36,13 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     let bundle = setup::bundle(&args.bundle)?;
     let mut manifest = bundle.manifest().clone();
     let mut broken = 0u64;
-    let mut counts = Counts {
-        orphans: manifest.counts.orphans.clone(),
-        ..Counts::default()
-    };
-    let mut census = CensusBuilder::default();
+    let mut tally = Tally::default();
     let mut records: BTreeMap<String, u64> = BTreeMap::new();
-    for item in bundle.users()? {
+    for item in bundle.users() {
         let (loc, record) = item?;
         *records.entry(loc.file.clone()).or_default() += 1;
         match record {
-            Ok(u) => add_user(&mut counts, &mut census, &u),
+            Ok(u) => tally.add_user(&u),
             Err(e) => {
                 eprintln!("{loc}: {e}");
                 broken += 1;
@@ -57,7 +53,7 @@ pub fn run(args: Args) -> Result<ExitStatus> {
         let (loc, record) = item?;
         *records.entry(loc.file.clone()).or_default() += 1;
         match record {
-            Ok(r) => add_role(&mut counts, &r),
+            Ok(r) => tally.add_role(&r),
             Err(e) => {
                 eprintln!("{loc}: {e}");
                 broken += 1;
@@ -65,7 +61,10 @@ pub fn run(args: Args) -> Result<ExitStatus> {
         }
     }
     if broken > 0 {
-        eprintln!("not sealed: {broken} lines are not valid records; fix them and seal again");
+        eprintln!(
+            "not sealed: {} not valid records; fix them and seal again",
+            count(broken, "line is", "lines are")
+        );
         return Ok(ExitStatus::Failure);
     }
     let mut changed = Vec::new();
@@ -89,8 +88,10 @@ pub fn run(args: Args) -> Result<ExitStatus> {
         eprintln!("nothing to seal: every file matches the manifest");
         return Ok(ExitStatus::Success);
     }
+    let (mut counts, census) = tally.finish();
+    counts.orphans = manifest.counts.orphans.clone();
     manifest.counts = counts;
-    manifest.password_hashes = census.finish();
+    manifest.password_hashes = census;
     manifest.edits.push(Edit {
         sealed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         tool: format!("ferry-import {}", env!("CARGO_PKG_VERSION")),
@@ -99,24 +100,11 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     manifest.write(bundle.dir())?;
     for f in &changed {
         eprintln!(
-            "sealed {}: {} records (was {})",
-            f.file, f.records_after, f.records_before
+            "sealed {}: {} (was {})",
+            f.file,
+            count(f.records_after, "record", "records"),
+            f.records_before
         );
     }
     Ok(ExitStatus::Success)
-}
-
-fn add_user(counts: &mut Counts, census: &mut CensusBuilder, u: &UserRecord) {
-    counts.users += 1;
-    counts.claims += u.claims.len() as u64;
-    counts.logins += u.logins.len() as u64;
-    counts.tokens += u.tokens.len() as u64;
-    counts.user_roles += u.roles.len() as u64;
-    counts.passkeys += u.passkeys.len() as u64;
-    census.add(&HashStatus::of(u.password_hash.as_deref()));
-}
-
-fn add_role(counts: &mut Counts, r: &RoleRecord) {
-    counts.roles += 1;
-    counts.role_claims += r.claims.len() as u64;
 }

@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use ferry_schema::map::Severity;
-use ferry_schema::Problem;
+use ferry_store::Mode;
 
+use crate::args::{MappingArgs, OutputArgs};
 use crate::dupes::Dupes;
-use crate::pipeline::{self, problem_line, Options, With};
+use crate::pipeline::{self, problem_line, With};
 use crate::summary::{count, NotImportedTally};
 use crate::{setup, ExitStatus};
 
@@ -37,25 +38,20 @@ use crate::{setup, ExitStatus};
 pub struct Args {
     /// The bundle folder.
     pub bundle: PathBuf,
-    /// The attribute schema file (e.g. schemas/scim-user.json).
+    #[command(flatten)]
+    pub mapping: MappingArgs,
+    /// Also check against this store (opened read-only): the conflicts a load would meet.
     #[arg(long)]
-    pub schema: PathBuf,
-    /// The mapping file (default: schemas/mapping.default.json, built in).
-    #[arg(long)]
-    pub mapping: Option<PathBuf>,
-    /// Also check against this store: the conflicts a load would meet.
-    #[arg(long)]
-    pub target: Option<PathBuf>,
-    /// Print one JSON summary object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 pub fn run(args: Args) -> Result<ExitStatus> {
     let bundle = setup::bundle(&args.bundle)?;
-    let mapper = setup::mapper(&args.schema, args.mapping.as_ref(), false)?;
+    let mapper = setup::mapper(&args.mapping.schema, args.mapping.mapping.as_ref(), false)?;
     let store = match &args.target {
-        Some(path) => Some(setup::existing_store(path)?),
+        Some(target) => Some(setup::store(target, Mode::ReadOnly)?),
         None => None,
     };
     let mut errors = 0u64;
@@ -68,53 +64,35 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     let mut dupes = Dupes::new()?;
     let mut records = 0u64;
     let mut not_imported = NotImportedTally::default();
-    let opts = Options {
-        hash_recovery_codes: None,
-        limit: None,
-    };
     let with = With {
         mapper: &mapper,
         roles: &roles.index,
     };
-    pipeline::run(&bundle, with, &opts, &mut |mut chunk| {
-        for (i, p) in dupes.check(&chunk)? {
-            chunk[i].problems.push(p);
-        }
-        if let Some(store) = &store {
-            for m in chunk.iter_mut() {
-                if let Some(r) = &m.record {
-                    for (field, message, is_error) in store.conflicts(r)? {
-                        m.problems.push(Problem {
-                            field,
-                            message,
-                            severity: if is_error {
-                                Severity::Error
-                            } else {
-                                Severity::Warning
-                            },
-                        });
+    pipeline::run(
+        &bundle,
+        None,
+        &|l, r| pipeline::map(with, l, r),
+        &mut |mut chunk| {
+            dupes.check(&mut chunk, store.as_deref())?;
+            for m in &chunk {
+                records += 1;
+                if m.failed() {
+                    failed_records += 1;
+                }
+                not_imported.add(&m.not_imported);
+                for p in &m.problems {
+                    match p.severity {
+                        Severity::Error => errors += 1,
+                        Severity::Warning => warnings += 1,
                     }
+                    eprintln!("{}", problem_line(m, p));
                 }
             }
-        }
-        for m in &chunk {
-            records += 1;
-            if m.failed() {
-                failed_records += 1;
-            }
-            not_imported.add(&m.not_imported);
-            for p in &m.problems {
-                match p.severity {
-                    Severity::Error => errors += 1,
-                    Severity::Warning => warnings += 1,
-                }
-                eprintln!("{}", problem_line(m, p));
-            }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     let census = &bundle.manifest().password_hashes;
-    if args.json {
+    if args.output.json {
         println!(
             "{}",
             serde_json::json!({
@@ -148,9 +126,5 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     if let Some(message) = unsealed {
         bail!("{message}");
     }
-    Ok(if errors > 0 {
-        ExitStatus::Failure
-    } else {
-        ExitStatus::Success
-    })
+    Ok(ExitStatus::failed_if(errors > 0))
 }

@@ -1,12 +1,10 @@
 //! Import statuses, conflict reasons and policies, as User Management names them.
 
+use std::any::Any;
 use std::fmt;
 
-use serde_json::Value;
-
-use crate::key::Key;
-use crate::model::{ImportRecord, OtpAddress, OtpChannel};
-use crate::normalize;
+use crate::model::ImportRecord;
+use crate::unique::{unique_claims, UniqueClaim};
 
 /// What to do with a record whose subject already exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +55,29 @@ impl Status {
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// An import run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunId(pub i64);
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Every record was written.
+    Completed,
+    /// The load stopped: the reason.
+    Failed(String),
+}
+
+impl RunEnd {
+    /// `completed` or `failed`.
+    pub fn status(&self) -> &'static str {
+        match self {
+            RunEnd::Completed => "completed",
+            RunEnd::Failed(_) => "failed",
+        }
     }
 }
 
@@ -125,34 +146,46 @@ impl Reason {
     }
 }
 
-/// One record of a batch, with where it came from. Make it with [`Item::new`], which
-/// also encodes the record's columns (profile JSON, normalized keys, timestamps) so that
-/// the work is done on the threads that build items, not on the store's single writer.
-#[derive(Debug)]
+/// One record of a batch, with where it came from. Make it with [`Item::new`] on the
+/// threads that map records: it derives the record's [`UniqueClaim`]s and encodes its
+/// columns (profile JSON, timestamps), so that the store's single writer does not.
 pub struct Item {
     /// The subject id as written in the source (also for records that failed to map).
     pub subject: Option<String>,
     /// The source file.
     pub file: String,
-    /// The source line.
+    /// The source line (or record number).
     pub line: u64,
     /// The record, or why it could not be made.
     pub record: Result<ImportRecord, String>,
-    pub(crate) encoded: Option<Encoded>,
+    /// The values the record claims for itself alone, in the order a load checks them.
+    pub claims: Vec<UniqueClaim>,
+    /// The record's columns as stores write them.
+    pub encoded: Option<Encoded>,
+    /// What the store's item preparer ([`crate::Store::item_preparer`]) computed for the
+    /// item, for that store alone.
+    pub prepared: Option<Box<dyn Any + Send + Sync>>,
 }
 
-/// The columns of a record as the store writes them.
+impl fmt::Debug for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Item")
+            .field("subject", &self.subject)
+            .field("file", &self.file)
+            .field("line", &self.line)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The columns of a record as stores write them.
 #[derive(Debug)]
-pub(crate) struct Encoded {
-    pub(crate) profile: String,
-    /// The normalized user name, the key it is unique by.
-    pub(crate) user_name: Option<Key>,
-    pub(crate) lockout_end: Option<String>,
-    pub(crate) password_parameters: Option<String>,
-    /// The key of each OTP address, in order.
-    pub(crate) otp_keys: Vec<Key>,
-    /// For each unique key, whether the user row carries it ([`carried_by_user_name`]).
-    pub(crate) carried: Vec<bool>,
+pub struct Encoded {
+    /// The profile attributes as JSON text.
+    pub profile: String,
+    /// `LockoutEnd` as RFC 3339.
+    pub lockout_end: Option<String>,
+    /// The password's parameters as JSON text.
+    pub password_parameters: Option<String>,
 }
 
 impl Item {
@@ -163,56 +196,36 @@ impl Item {
         line: u64,
         record: Result<ImportRecord, String>,
     ) -> Item {
+        let claims = record.as_ref().map(unique_claims).unwrap_or_default();
+        Item::with_claims(subject, file, line, record, claims)
+    }
+
+    /// An item whose claims the caller derived already ([`unique_claims`] of the record).
+    pub fn with_claims(
+        subject: Option<String>,
+        file: String,
+        line: u64,
+        record: Result<ImportRecord, String>,
+        claims: Vec<UniqueClaim>,
+    ) -> Item {
         let encoded = record.as_ref().ok().map(|r| Encoded {
             profile: serde_json::to_string(&r.profile).expect("a JSON map serialises"),
-            user_name: user_name_key(r),
             lockout_end: r.account.lockout_end.map(|t| t.to_rfc3339()),
             password_parameters: r
                 .password
                 .as_ref()
                 .map(|p| serde_json::to_string(&p.parameters).expect("a JSON map serialises")),
-            otp_keys: r.otp_addresses.iter().map(otp_key).collect(),
-            carried: r
-                .unique_keys
-                .iter()
-                .map(|(code, value)| carried_by_user_name(r, code, value))
-                .collect(),
         });
         Item {
             subject,
             file,
             line,
             record,
+            claims,
             encoded,
+            prepared: None,
         }
     }
-}
-
-/// Whether a unique attribute value is carried by the user row instead of a row of
-/// `unique_keys`: a string attribute whose value is the user's own user name (as
-/// `userName` is under the default mapping). The user-name index already keeps that value
-/// unique, ignoring case, which is stricter; writing it twice would double the work of
-/// every insert.
-pub(crate) fn carried_by_user_name(r: &ImportRecord, code: &str, value: &str) -> bool {
-    r.account.user_name.as_deref() == Some(value)
-        && matches!(r.profile.get(code), Some(Value::String(s)) if s == value)
-}
-
-/// The key an OTP address is unique by: e-mail ignoring case, phone digits as they are.
-pub(crate) fn otp_key(otp: &OtpAddress) -> Key {
-    let normalized = match otp.channel {
-        OtpChannel::Email => normalize(&otp.address),
-        OtpChannel::Sms => otp.address.clone(),
-    };
-    Key::otp(otp.channel.as_str(), normalized)
-}
-
-/// The key a user name is unique by: ignoring case, as ASP.NET's lookup normaliser did.
-pub(crate) fn user_name_key(r: &ImportRecord) -> Option<Key> {
-    r.account
-        .user_name
-        .as_deref()
-        .map(|n| Key::user_name(normalize(n)))
 }
 
 /// What happened to one record.
@@ -227,7 +240,8 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub(crate) fn created() -> Outcome {
+    /// A new user.
+    pub fn created() -> Outcome {
         Outcome {
             status: Status::Created,
             reason: None,
@@ -235,7 +249,8 @@ impl Outcome {
         }
     }
 
-    pub(crate) fn failed(reason: Reason, message: impl Into<String>) -> Outcome {
+    /// A record not imported, and why.
+    pub fn failed(reason: Reason, message: impl Into<String>) -> Outcome {
         Outcome {
             status: Status::Failed,
             reason: Some(reason),

@@ -120,7 +120,7 @@ impl HashedPassword {
 }
 
 /// An OTP channel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum OtpChannel {
     /// E-mail one-time passwords.
     Email,

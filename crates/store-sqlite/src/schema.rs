@@ -146,12 +146,11 @@ CREATE INDEX otp_addresses_user ON otp_addresses (user_id);
 "#,
     // v3: user names and OTP addresses are indexed by a 64-bit hash of their key
     // (`ferry_key_hash`, see key.rs), not by the key's text: a third of the pages, so a
-    // load that inserts them in random order touches far fewer. The index is not unique:
-    // the hash indexes are UNIQUE, and a key whose hash another key has taken is stored with
-    // a NULL hash (NULLs never conflict), found through a partial index of such keys, which
-    // is empty in practice. Lookups compare the exact text, so two keys that share a hash
-    // stay apart. Run with foreign keys off (the users table is rebuilt under the rows that
-    // refer to it).
+    // load that inserts them in random order touches far fewer. The hash indexes are
+    // UNIQUE; a key whose hash another key has taken is stored with a NULL hash (NULLs never
+    // conflict) and found through a partial index of such keys, which is empty in
+    // practice. Lookups compare the exact text, so two keys that share a hash stay apart.
+    // Run with foreign keys off (the users table is rebuilt under the rows that refer to it).
     r#"
 CREATE TABLE users_v3 (
     id                     INTEGER PRIMARY KEY,
@@ -203,5 +202,9 @@ ALTER TABLE otp_addresses_v3 RENAME TO otp_addresses;
 CREATE UNIQUE INDEX otp_addresses_key ON otp_addresses (key_hash);
 CREATE INDEX otp_addresses_unhashed ON otp_addresses (channel, normalized) WHERE key_hash IS NULL;
 CREATE INDEX otp_addresses_user ON otp_addresses (user_id);
+"#,
+    // v4: a run that fails says why.
+    r#"
+ALTER TABLE import_runs ADD COLUMN reason TEXT;
 "#,
 ];

@@ -1,99 +1,30 @@
-//! The embedded store: one SQLite file.
+//! The store and its importer.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension as _};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ferry_store_core::{
+    normalize, ClaimKind, Encoded, Error, HashedPassword, ImportRecord, Item, ItemPreparer, Mode,
+    OtpAddress, OtpChannel, Outcome, Policy, Reason, RoleImport, RunCounts, RunEnd, RunId,
+    RunRecord, Snapshot, Status, Store, StoredUser, TotpDevice, UniqueClaim, UserRef,
+};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension as _};
 use serde_json::{Map, Value};
 
-use crate::import::{
-    carried_by_user_name, otp_key, user_name_key, Encoded, Item, Outcome, Policy, Reason,
-    RunCounts, Status,
-};
 use crate::key::{self, Key};
-use crate::model::{HashedPassword, ImportRecord, OtpAddress, OtpChannel, RoleImport, TotpDevice};
-use crate::{normalize, schema};
+use crate::schema;
 
-/// What can go wrong with the store itself (record problems are [`Outcome`]s).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The store file could not be opened or created.
-    #[error("`{}`: {message}", path.display())]
-    Open {
-        /// The store file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// The store was written by a newer ferry.
-    #[error("`{}`: store schema version {found} is newer than this ferry knows ({known}); use a newer ferry", path.display())]
-    Newer {
-        /// The store file.
-        path: PathBuf,
-        /// The version found.
-        found: i64,
-        /// The newest version this build knows.
-        known: i64,
-    },
-    /// SQLite failed (the cause is in the message, not a `source`, so it is said once).
-    #[error("store: {0}")]
-    Sqlite(rusqlite::Error),
-}
-
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Error {
-        Error::Sqlite(e)
-    }
-}
-
-/// An import run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RunId(pub i64);
-
-/// A user as login sees it.
-#[derive(Debug, Clone)]
-pub struct StoredUser {
-    /// Row id.
-    pub id: i64,
-    /// Subject id.
-    pub subject_id: String,
-    /// The stored password.
-    pub password: Option<HashedPassword>,
-    /// Lockout end (RFC 3339).
-    pub lockout_end: Option<String>,
-    /// Lockout enabled.
-    pub lockout_enabled: bool,
-    /// Two-factor enabled.
-    pub two_factor_enabled: bool,
-    /// TOTP devices.
-    pub totp_devices: Vec<TotpDevice>,
-}
-
-/// What the store holds for one subject.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Snapshot {
-    /// The profile attributes.
-    pub profile: Map<String, Value>,
-    /// The password.
-    pub password: Option<HashedPassword>,
-    /// OTP addresses.
-    pub otp_addresses: u64,
-    /// External logins.
-    pub external_logins: u64,
-    /// Passkeys.
-    pub passkeys: u64,
-    /// TOTP devices.
-    pub totp_devices: u64,
-    /// Recovery codes.
-    pub recovery_codes: u64,
-    /// Role ids, sorted.
-    pub roles: Vec<String>,
+/// The store's own errors as the core's: the engine's message, said once.
+fn backend(e: rusqlite::Error) -> Error {
+    Error::Backend(e.to_string())
 }
 
 /// The embedded store.
 pub struct SqliteStore {
     conn: Connection,
+    path: PathBuf,
     recovery_iterations: u32,
 }
 
@@ -143,67 +74,191 @@ fn owner(sp: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Resu
         .optional()
 }
 
+/// What the SQLite store computes for an item on the mapping threads: the hashed lookup
+/// keys of its user name and OTP addresses, and which unique values the user row carries.
+struct Prepared {
+    user_name: Option<Key>,
+    otp_keys: Vec<Key>,
+    carried: Vec<bool>,
+}
+
+fn prepare_item(item: &mut Item) {
+    if let Ok(r) = &item.record {
+        item.prepared = Some(Box::new(prepared(r)));
+    }
+}
+
+fn prepared(r: &ImportRecord) -> Prepared {
+    Prepared {
+        user_name: user_name_key(r),
+        otp_keys: r.otp_addresses.iter().map(otp_key).collect(),
+        carried: r
+            .unique_keys
+            .iter()
+            .map(|(code, value)| carried_by_user_name(r, code, value))
+            .collect(),
+    }
+}
+
+/// Whether a unique attribute value is carried by the user row instead of a row of
+/// `unique_keys`: a string attribute whose value is the user's own user name (as
+/// `userName` is under the default mapping). The user-name index already keeps that value
+/// unique, ignoring case, which is stricter; writing it twice would double the work of
+/// every insert.
+fn carried_by_user_name(r: &ImportRecord, code: &str, value: &str) -> bool {
+    r.account.user_name.as_deref() == Some(value)
+        && matches!(r.profile.get(code), Some(Value::String(s)) if s == value)
+}
+
+/// The hashed key of an OTP address (see [`ferry_store_core::unique::otp_key`]).
+fn otp_key(otp: &OtpAddress) -> Key {
+    Key::otp(
+        otp.channel.as_str(),
+        ferry_store_core::unique::otp_key(otp.channel, &otp.address),
+    )
+}
+
+/// The hashed key of a user name: ignoring case, as ASP.NET's lookup normaliser did.
+fn user_name_key(r: &ImportRecord) -> Option<Key> {
+    r.account
+        .user_name
+        .as_deref()
+        .map(|n| Key::user_name(normalize(n)))
+}
+
 impl SqliteStore {
-    /// Opens the store at `path`, creating it (owner-only) if missing, and migrates its
-    /// schema to the current version.
-    pub fn open(path: &Path) -> Result<SqliteStore, Error> {
+    /// Opens the store at `path`. `ReadWrite` creates it (owner-only) if missing and
+    /// migrates its schema to the current version; `ReadOnly` opens an existing store of
+    /// the current version without changing anything, not even its journal mode.
+    pub fn open(path: &Path, mode: Mode) -> Result<SqliteStore, Error> {
+        let target = path.display().to_string();
         let open_err = |e: rusqlite::Error| Error::Open {
-            path: path.into(),
-            message: e.to_string(),
+            target: target.clone(),
+            message: match e {
+                rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::NotADatabase => {
+                    "not a SQLite database (is this the store file?)".into()
+                }
+                e => e.to_string(),
+            },
         };
         let existed = path.exists();
-        let mut conn = Connection::open(path).map_err(open_err)?;
+        if mode == Mode::ReadOnly && !existed {
+            return Err(Error::Open {
+                target,
+                message: "no such store".into(),
+            });
+        }
+        let conn = match mode {
+            Mode::ReadWrite => Connection::open(path),
+            Mode::ReadOnly => Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            ),
+        }
+        .map_err(open_err)?;
+        let mut store = SqliteStore {
+            conn,
+            path: path.to_path_buf(),
+            recovery_iterations: ferry_passwords::recovery::DEFAULT_ITERATIONS,
+        };
+        match mode {
+            Mode::ReadWrite => store.prepare_for_writing(existed).map_err(|e| match e {
+                Prep::Sqlite(e) => open_err(e),
+                Prep::Store(e) => e,
+            })?,
+            Mode::ReadOnly => store.check_readable().map_err(|e| match e {
+                Prep::Sqlite(e) => open_err(e),
+                Prep::Store(e) => e,
+            })?,
+        }
+        store.recovery_iterations = store
+            .conn
+            .query_row(
+                "SELECT value FROM settings WHERE key = 'recovery_code_iterations'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .map_err(open_err)?
+            .parse()
+            .unwrap_or(ferry_passwords::recovery::DEFAULT_ITERATIONS);
+        Ok(store)
+    }
+
+    fn version(&self) -> Result<i64, Prep> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let known = schema::MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(Prep::Store(Error::Newer {
+                target: self.path.display().to_string(),
+                found: version,
+                known,
+            }));
+        }
+        Ok(version)
+    }
+
+    fn not_ours(&self) -> Prep {
+        Prep::Store(Error::Open {
+            target: self.path.display().to_string(),
+            message: "this SQLite file has tables but is not a ferry store".into(),
+        })
+    }
+
+    /// Read-only: the store must be one of this version (a load migrates an older one).
+    fn check_readable(&mut self) -> Result<(), Prep> {
+        self.conn
+            .execute_batch("PRAGMA query_only = 1; PRAGMA busy_timeout = 5000;")?;
+        let version = self.version()?;
+        if version == 0 {
+            return Err(self.not_ours());
+        }
+        if version < schema::MIGRATIONS.len() as i64 {
+            return Err(Prep::Store(Error::Open {
+                target: self.path.display().to_string(),
+                message: format!(
+                    "store schema version {version} is older than this ferry's ({}); a `ferry-import load` into it migrates it",
+                    schema::MIGRATIONS.len()
+                ),
+            }));
+        }
+        Ok(())
+    }
+
+    fn prepare_for_writing(&mut self, existed: bool) -> Result<(), Prep> {
+        let conn = &mut self.conn;
         if !existed {
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt as _;
-                let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+                let _ =
+                    std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o600));
             }
-        }
-        if !existed {
             // Set before the first table: a store's page size is fixed once it has pages.
-            conn.pragma_update(None, "page_size", PAGE_SIZE)
-                .map_err(open_err)?;
+            conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         }
         conn.execute_batch(
             // A fixed page cache (128 MiB) holds the dirty index pages of a large batch, so
             // each is written once per commit rather than spilled and rewritten.
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
              PRAGMA busy_timeout = 5000; PRAGMA cache_size = -131072; PRAGMA temp_store = MEMORY;",
-        )
-        .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::NotADatabase => {
-                Error::Open {
-                    path: path.into(),
-                    message: "not a SQLite database (is this the store file?)".into(),
-                }
-            }
-            e => open_err(e),
-        })?;
+        )?;
         conn.set_prepared_statement_cache_capacity(64);
-        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let known = schema::MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(Error::Newer {
-                path: path.into(),
-                found: version,
-                known,
-            });
-        }
+        let version = self.version()?;
         if version == 0 {
             let has_tables: i64 =
-                conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
+                self.conn
+                    .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
             if has_tables > 0 {
-                return Err(Error::Open {
-                    path: path.into(),
-                    message: "this SQLite file has tables but is not a ferry store".into(),
-                });
+                return Err(self.not_ours());
             }
         }
+        let conn = &mut self.conn;
         // Foreign keys are off while migrations rebuild tables that rows refer to (dropping
         // the old table would otherwise cascade to them), and checked before each commits.
         conn.pragma_update(None, "foreign_keys", false)?;
-        key::register_sql_function(&conn)?;
+        key::register_sql_function(conn)?;
         for (i, migration) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.transaction()?;
             tx.execute_batch(migration)?;
@@ -212,129 +267,40 @@ impl SqliteStore {
                     r.get(0)
                 })?;
             if dangling > 0 {
-                return Err(Error::Open {
-                    path: path.into(),
+                return Err(Prep::Store(Error::Open {
+                    target: self.path.display().to_string(),
                     message: format!(
                         "migrating the store to version {} left {dangling} rows without their user",
                         i + 1
                     ),
-                });
+                }));
             }
             tx.pragma_update(None, "user_version", i as i64 + 1)?;
             tx.commit()?;
         }
         conn.pragma_update(None, "foreign_keys", true)?;
-        let recovery_iterations = conn
-            .query_row(
-                "SELECT value FROM settings WHERE key = 'recovery_code_iterations'",
-                [],
-                |r| r.get::<_, String>(0),
-            )?
-            .parse()
-            .unwrap_or(ferry_passwords::recovery::DEFAULT_ITERATIONS);
-        Ok(SqliteStore {
-            conn,
-            recovery_iterations,
-        })
-    }
-
-    /// The iteration count for hashing recovery codes (setting `recovery_code_iterations`).
-    pub fn recovery_code_iterations(&self) -> u32 {
-        self.recovery_iterations
-    }
-
-    /// Creates roles that do not exist yet; returns how many were new.
-    pub fn create_roles(&mut self, roles: &[RoleImport]) -> Result<u64, Error> {
-        let tx = self.conn.transaction()?;
-        let mut created = 0;
-        {
-            let mut stmt =
-                tx.prepare("INSERT OR IGNORE INTO roles (id, name, claims) VALUES (?1, ?2, ?3)")?;
-            for r in roles {
-                created +=
-                    stmt.execute(params![r.id.as_str(), r.name, r.claims.to_string()])? as u64;
-            }
-        }
-        tx.commit()?;
-        Ok(created)
-    }
-
-    /// Starts an import run. Runs left `running` by a crash are marked `interrupted`.
-    pub fn begin_run(&mut self, bundle: &str, policy: Policy) -> Result<RunId, Error> {
-        self.conn.execute(
-            "UPDATE import_runs SET status = 'interrupted' WHERE status = 'running'",
-            [],
-        )?;
-        self.conn.execute(
-            "INSERT INTO import_runs (bundle, policy, started_at, status) VALUES (?1, ?2, ?3, 'running')",
-            params![bundle, policy.as_str(), now()],
-        )?;
-        Ok(RunId(self.conn.last_insert_rowid()))
-    }
-
-    /// Ends a run with `status` and the counts of its records, as the caller tallied
-    /// them from the outcomes of what it committed (a pass over the run's result rows
-    /// would cost a second per million records).
-    pub fn finish_run(&mut self, run: RunId, status: &str, counts: RunCounts) -> Result<(), Error> {
-        self.conn.execute(
-            "UPDATE import_runs SET finished_at = ?2, status = ?3,
-               created = ?4, updated = ?5, skipped = ?6, failed = ?7
-             WHERE id = ?1",
-            params![
-                run.0,
-                now(),
-                status,
-                counts.created,
-                counts.updated,
-                counts.skipped,
-                counts.failed
-            ],
-        )?;
         Ok(())
     }
 
-    /// Starts writing records of `run` into the store: see [`Importer`].
-    pub fn importer(&mut self, run: RunId, policy: Policy) -> Result<Importer<'_>, Error> {
-        Importer::new(&self.conn, run, policy)
-    }
-
     /// Imports `items` in one transaction and commits it; `seq` numbers the first
-    /// record's result. The same as one [`Importer::write`] and [`Importer::commit`].
-    pub fn import_batch(
+    /// record's result. The same as one [`Importer`] write and commit.
+    #[cfg(test)]
+    fn import_batch(
         &mut self,
         run: RunId,
         policy: Policy,
         items: &[Item],
         seq: u64,
     ) -> Result<Vec<Outcome>, Error> {
-        let mut importer = self.importer(run, policy)?;
+        use ferry_store_core::Importer as _;
+        let mut importer = SqliteImporter::new(&self.conn, run, policy).map_err(backend)?;
         importer.seq = seq;
         let outcomes = importer.write(items)?;
         importer.commit()?;
         Ok(outcomes)
     }
 
-    /// Finds users by login name: the user name (case-insensitively, as ASP.NET's lookup
-    /// normaliser did), or else the e-mail OTP address.
-    pub fn find_for_login(&self, name: &str) -> Result<Vec<StoredUser>, Error> {
-        let name = Key::user_name(normalize(name.trim()));
-        let mut ids: Vec<i64> = self
-            .conn
-            .prepare_cached(NAME_HOLDERS)?
-            .query_map(params![name.hash, name.text], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
-        if ids.is_empty() {
-            let email = Key::otp(OtpChannel::Email.as_str(), name.text);
-            ids = self
-                .conn
-                .prepare_cached(OTP_HOLDERS)?
-                .query_map(params![email.hash, "Email", email.text], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-        }
-        ids.into_iter().map(|id| self.stored_user(id)).collect()
-    }
-
-    fn stored_user(&self, id: i64) -> Result<StoredUser, Error> {
+    fn stored_user(&self, id: i64) -> rusqlite::Result<StoredUser> {
         let (subject_id, lockout_end, lockout_enabled, two_factor_enabled) = self.conn.query_row(
             "SELECT subject_id, lockout_end, lockout_enabled, two_factor_enabled FROM users WHERE id = ?1",
             [id],
@@ -352,7 +318,7 @@ impl SqliteStore {
             })?
             .collect::<Result<_, _>>()?;
         Ok(StoredUser {
-            id,
+            id: UserRef(id),
             subject_id,
             password,
             lockout_end,
@@ -362,160 +328,291 @@ impl SqliteStore {
         })
     }
 
-    /// Replaces a user's password (the re-hash after a successful login).
-    pub fn set_password(&mut self, user_id: i64, password: &HashedPassword) -> Result<(), Error> {
+    /// The user row that holds `claim`, if any.
+    fn holder_id(&self, claim: &UniqueClaim) -> rusqlite::Result<Option<i64>> {
+        let one = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<Option<i64>> {
+            self.conn
+                .prepare_cached(sql)?
+                .query_row(p, |r| r.get(0))
+                .optional()
+        };
+        match &claim.kind {
+            ClaimKind::UserName => {
+                let key = Key::user_name(claim.key.clone());
+                one(NAME_HOLDERS, &[&key.hash, &key.text])
+            }
+            ClaimKind::Attribute(code) => {
+                if let Some(id) = one(UNIQUE_HOLDER, &[code, &claim.key])? {
+                    return Ok(Some(id));
+                }
+                let key = Key::user_name(normalize(&claim.key));
+                one(
+                    IMPLICIT_HOLDER,
+                    &[&key.hash, &key.text, &claim.key, &json_path(code)],
+                )
+            }
+            ClaimKind::OtpAddress(channel) => {
+                let key = Key::otp(channel.as_str(), claim.key.clone());
+                one(OTP_HOLDERS, &[&key.hash, &channel.as_str(), &key.text])
+            }
+            ClaimKind::ExternalLogin => {
+                let (provider, key) = claim.key.split_once('\u{1f}').unwrap_or((&claim.key, ""));
+                one(
+                    "SELECT user_id FROM external_logins WHERE provider = ?1 AND provider_key = ?2",
+                    &[&provider, &key],
+                )
+            }
+            ClaimKind::Passkey => {
+                let Ok(id) = URL_SAFE_NO_PAD.decode(&claim.key) else {
+                    return Ok(None);
+                };
+                one(
+                    "SELECT user_id FROM passkeys WHERE credential_id = ?1",
+                    &[&id],
+                )
+            }
+        }
+    }
+
+    /// The underlying connection, for this crate's tests.
+    #[cfg(test)]
+    fn connection(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// An open or migration failure: the engine's, or already the store's.
+enum Prep {
+    Sqlite(rusqlite::Error),
+    Store(Error),
+}
+
+impl From<rusqlite::Error> for Prep {
+    fn from(e: rusqlite::Error) -> Prep {
+        Prep::Sqlite(e)
+    }
+}
+
+impl Store for SqliteStore {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn recovery_code_iterations(&self) -> u32 {
+        self.recovery_iterations
+    }
+
+    fn create_roles(&mut self, roles: &[RoleImport]) -> Result<u64, Error> {
+        (|| {
+            let tx = self.conn.transaction()?;
+            let mut created = 0;
+            {
+                let mut stmt = tx.prepare(
+                    "INSERT OR IGNORE INTO roles (id, name, claims) VALUES (?1, ?2, ?3)",
+                )?;
+                for r in roles {
+                    created +=
+                        stmt.execute(params![r.id.as_str(), r.name, r.claims.to_string()])? as u64;
+                }
+            }
+            tx.commit()?;
+            Ok(created)
+        })()
+        .map_err(backend)
+    }
+
+    fn begin_run(&mut self, bundle: &str, policy: Policy) -> Result<RunId, Error> {
+        (|| {
+            self.conn.execute(
+                "UPDATE import_runs SET status = 'interrupted' WHERE status = 'running'",
+                [],
+            )?;
+            self.conn.execute(
+                "INSERT INTO import_runs (bundle, policy, started_at, status) VALUES (?1, ?2, ?3, 'running')",
+                params![bundle, policy.as_str(), now()],
+            )?;
+            Ok(RunId(self.conn.last_insert_rowid()))
+        })()
+        .map_err(backend)
+    }
+
+    fn finish_run(&mut self, run: RunId, end: &RunEnd, counts: RunCounts) -> Result<(), Error> {
+        let reason = match end {
+            RunEnd::Completed => None,
+            RunEnd::Failed(reason) => Some(reason.as_str()),
+        };
+        self.conn
+            .execute(
+                "UPDATE import_runs SET finished_at = ?2, status = ?3, reason = ?4,
+                   created = ?5, updated = ?6, skipped = ?7, failed = ?8
+                 WHERE id = ?1",
+                params![
+                    run.0,
+                    now(),
+                    end.status(),
+                    reason,
+                    counts.created,
+                    counts.updated,
+                    counts.skipped,
+                    counts.failed
+                ],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn importer(
+        &mut self,
+        run: RunId,
+        policy: Policy,
+    ) -> Result<Box<dyn ferry_store_core::Importer + '_>, Error> {
+        Ok(Box::new(
+            SqliteImporter::new(&self.conn, run, policy).map_err(backend)?,
+        ))
+    }
+
+    fn item_preparer(&self) -> ItemPreparer {
+        prepare_item
+    }
+
+    fn find_for_login(&self, name: &str) -> Result<Vec<StoredUser>, Error> {
+        (|| {
+            let name = Key::user_name(normalize(name.trim()));
+            let mut ids: Vec<i64> = self
+                .conn
+                .prepare_cached(NAME_HOLDERS)?
+                .query_map(params![name.hash, name.text], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            if ids.is_empty() {
+                let email = Key::otp(OtpChannel::Email.as_str(), name.text);
+                ids = self
+                    .conn
+                    .prepare_cached(OTP_HOLDERS)?
+                    .query_map(params![email.hash, "Email", email.text], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+            }
+            ids.into_iter()
+                .map(|id| self.stored_user(id))
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })()
+        .map_err(backend)
+    }
+
+    fn set_password(&mut self, user: UserRef, password: &HashedPassword) -> Result<(), Error> {
         self.conn.execute(
             "INSERT OR REPLACE INTO passwords (user_id, algorithm, hash, salt, parameters, set_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
-                user_id,
+                user.0,
                 password.algorithm,
                 password.hash,
                 password.salt,
                 serde_json::to_string(&password.parameters).expect("a JSON map serialises"),
                 now()
             ],
-        )?;
+        )
+        .map_err(backend)?;
         Ok(())
     }
 
-    /// The conflicts loading `r` would meet, as `(field, message, is_error)`: keys held
-    /// by other subjects are errors; an existing subject is not (the load skips or merges it).
-    pub fn conflicts(&self, r: &ImportRecord) -> Result<Vec<(String, String, bool)>, Error> {
-        let mut out = Vec::new();
-        let holder = |sql: &str, args: &[&dyn rusqlite::ToSql]| -> Result<Option<String>, Error> {
-            Ok(self
-                .conn
-                .prepare_cached(sql)?
-                .query_row(args, |row| row.get::<_, String>(0))
-                .optional()?)
-        };
-        let me = r.subject_id.as_str();
-        if holder("SELECT subject_id FROM users WHERE subject_id = ?1", &[&me])?.is_some() {
-            out.push((
-                "Id".to_string(),
-                "subject already exists in the target: the load will skip it (or merge it with --on-conflict overwrite)".to_string(),
-                false,
-            ));
-        }
-        let mut other = |field: &str, what: String, found: Option<String>| {
-            if let Some(s) = found.filter(|s| s != me) {
-                out.push((
-                    field.to_string(),
-                    format!("{what} is already used by subject {s} in the target"),
-                    true,
-                ));
-            }
-        };
-        if let (Some(name), Some(key)) = (&r.account.user_name, user_name_key(r)) {
-            let found = holder(
-                &format!("SELECT subject_id FROM users WHERE id IN ({NAME_HOLDERS})"),
-                &[&key.hash, &key.text],
-            )?;
-            other("UserName", format!("user name '{name}'"), found);
-        }
-        for (code, value) in &r.unique_keys {
-            let found = match holder(
-                "SELECT u.subject_id FROM unique_keys k JOIN users u ON u.id = k.user_id
-                 WHERE k.attribute = ?1 AND k.value = ?2 AND u.subject_id != ?3",
-                &[code, value, &me],
-            )? {
-                Some(s) => Some(s),
-                None => {
-                    let key = Key::user_name(normalize(value));
-                    holder(
-                        &format!(
-                            "SELECT subject_id FROM users WHERE id IN ({IMPLICIT_HOLDER}) AND subject_id != ?5"
-                        ),
-                        &[&key.hash, &key.text, value, &json_path(code), &me],
-                    )?
-                }
-            };
-            other(code, format!("attribute '{code}' value '{value}'"), found);
-        }
-        for otp in &r.otp_addresses {
-            let key = otp_key(otp);
-            let found = holder(
-                &format!("SELECT subject_id FROM users WHERE id IN ({OTP_HOLDERS})"),
-                &[&key.hash, &otp.channel.as_str(), &key.text],
-            )?;
-            let field = if otp.channel == OtpChannel::Email {
-                "Email"
-            } else {
-                "PhoneNumber"
-            };
-            other(
-                field,
-                format!("{} OTP address '{}'", otp.channel.as_str(), otp.address),
-                found,
-            );
-        }
-        for l in &r.external_logins {
-            let found = holder(
-                "SELECT u.subject_id FROM external_logins e JOIN users u ON u.id = e.user_id WHERE e.provider = ?1 AND e.provider_key = ?2",
-                &[&l.provider, &l.key],
-            )?;
-            other(
-                "Logins",
-                format!("external login {} '{}'", l.provider, l.key),
-                found,
-            );
-        }
-        for p in &r.passkeys {
-            let found = holder(
-                "SELECT u.subject_id FROM passkeys p JOIN users u ON u.id = p.user_id WHERE p.credential_id = ?1",
-                &[&p.credential_id],
-            )?;
-            other("Passkeys", "a passkey credential".to_string(), found);
-        }
-        Ok(out)
+    fn holder(&self, claim: &UniqueClaim) -> Result<Option<String>, Error> {
+        (|| match self.holder_id(claim)? {
+            None => Ok(None),
+            Some(id) => subject_of(&self.conn, Some(id)).map(Some),
+        })()
+        .map_err(backend)
     }
 
-    /// What the store holds for `subject`, for `verify --target`.
-    pub fn snapshot(&self, subject: &str) -> Result<Option<Snapshot>, Error> {
-        let row = self
-            .conn
-            .prepare_cached("SELECT id, profile FROM users WHERE subject_id = ?1")?
-            .query_row([subject], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })
-            .optional()?;
-        let Some((id, profile)) = row else {
-            return Ok(None);
-        };
-        let count = |table: &str| -> Result<u64, Error> {
-            Ok(self
-                .conn
-                .prepare_cached(&format!("SELECT COUNT(*) FROM {table} WHERE user_id = ?1"))?
-                .query_row([id], |r| r.get::<_, i64>(0))? as u64)
-        };
-        let password = password_of(&self.conn, id)?;
-        let roles = self
-            .conn
-            .prepare_cached("SELECT role_id FROM memberships WHERE user_id = ?1 ORDER BY role_id")?
-            .query_map([id], |r| r.get(0))?
-            .collect::<Result<Vec<String>, _>>()?;
-        Ok(Some(Snapshot {
-            profile: serde_json::from_str(&profile).unwrap_or_default(),
-            password,
-            otp_addresses: count("otp_addresses")?,
-            external_logins: count("external_logins")?,
-            passkeys: count("passkeys")?,
-            totp_devices: count("totp_devices")?,
-            recovery_codes: count("recovery_codes")?,
-            roles,
-        }))
+    fn has_subject(&self, subject: &str) -> Result<bool, Error> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM users WHERE subject_id = ?1")
+            .and_then(|mut s| s.exists([subject]))
+            .map_err(backend)
     }
 
-    /// The underlying connection, for read-only reports and proofs.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
+    fn snapshot(&self, subject: &str) -> Result<Option<Snapshot>, Error> {
+        (|| {
+            let row = self
+                .conn
+                .prepare_cached("SELECT id, profile FROM users WHERE subject_id = ?1")?
+                .query_row([subject], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .optional()?;
+            let Some((id, profile)) = row else {
+                return Ok(None);
+            };
+            let count = |table: &str| -> rusqlite::Result<u64> {
+                Ok(self
+                    .conn
+                    .prepare_cached(&format!("SELECT COUNT(*) FROM {table} WHERE user_id = ?1"))?
+                    .query_row([id], |r| r.get::<_, i64>(0))? as u64)
+            };
+            let password = password_of(&self.conn, id)?;
+            let roles = self
+                .conn
+                .prepare_cached(
+                    "SELECT role_id FROM memberships WHERE user_id = ?1 ORDER BY role_id",
+                )?
+                .query_map([id], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok(Some(Snapshot {
+                profile: serde_json::from_str(&profile).unwrap_or_default(),
+                password,
+                otp_addresses: count("otp_addresses")?,
+                external_logins: count("external_logins")?,
+                passkeys: count("passkeys")?,
+                totp_devices: count("totp_devices")?,
+                recovery_codes: count("recovery_codes")?,
+                roles,
+            }))
+        })()
+        .map_err(backend)
+    }
+
+    fn subjects(&self, visit: &mut dyn FnMut(&str) -> Result<(), Error>) -> Result<(), Error> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT subject_id FROM users")
+            .map_err(backend)?;
+        let mut rows = stmt.query([]).map_err(backend)?;
+        while let Some(row) = rows.next().map_err(backend)? {
+            let subject: String = row.get(0).map_err(backend)?;
+            visit(&subject)?;
+        }
+        Ok(())
+    }
+
+    fn runs(&self) -> Result<Vec<RunRecord>, Error> {
+        (|| {
+            self.conn
+                .prepare(
+                    "SELECT id, bundle, status, reason, created, updated, skipped, failed
+                     FROM import_runs ORDER BY id",
+                )?
+                .query_map([], |r| {
+                    Ok(RunRecord {
+                        id: RunId(r.get(0)?),
+                        bundle: r.get(1)?,
+                        status: r.get(2)?,
+                        reason: r.get(3)?,
+                        counts: RunCounts {
+                            created: r.get(4)?,
+                            updated: r.get(5)?,
+                            skipped: r.get(6)?,
+                            failed: r.get(7)?,
+                        },
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })()
+        .map_err(backend)
     }
 }
 
-/// Writes the records of an import run as they come: the first [`write`](Importer::write)
-/// after a [`commit`](Importer::commit) opens a transaction, and everything written until
-/// the next commit lands together or (after a crash) not at all, which a re-run then
-/// loads. Each record is atomic on its own: a record that fails leaves no row behind.
+/// Writes the records of an import run as they come: the first write after a commit
+/// opens a transaction, and everything written until the next commit lands together or
+/// (after a crash) not at all, which a re-run then loads. Each record is atomic on its
+/// own: a record that fails leaves no row behind.
 ///
 /// Opening the transaction is retried while another writer holds the store, up to 3
 /// attempts of the store's busy timeout each; after that the records of that write
@@ -523,7 +620,7 @@ impl SqliteStore {
 /// importer lives (children get the id of the user just inserted, roles are checked),
 /// so SQLite's per-row checks are off until it is dropped; dropping it uncommitted
 /// rolls the open transaction back.
-pub struct Importer<'c> {
+struct SqliteImporter<'c> {
     conn: &'c Connection,
     st: Stmts<'c>,
     run: RunId,
@@ -534,8 +631,26 @@ pub struct Importer<'c> {
     open: bool,
 }
 
-impl<'c> Importer<'c> {
-    fn new(conn: &'c Connection, run: RunId, policy: Policy) -> Result<Importer<'c>, Error> {
+impl ferry_store_core::Importer for SqliteImporter<'_> {
+    fn write(&mut self, items: &[Item]) -> Result<Vec<Outcome>, Error> {
+        self.write_items(items).map_err(backend)
+    }
+
+    fn commit(&mut self) -> Result<(), Error> {
+        if self.open {
+            self.conn.execute_batch("COMMIT").map_err(backend)?;
+            self.open = false;
+        }
+        Ok(())
+    }
+}
+
+impl<'c> SqliteImporter<'c> {
+    fn new(
+        conn: &'c Connection,
+        run: RunId,
+        policy: Policy,
+    ) -> rusqlite::Result<SqliteImporter<'c>> {
         let roles = conn
             .prepare("SELECT id FROM roles")?
             .query_map([], |r| r.get(0))?
@@ -545,10 +660,10 @@ impl<'c> Importer<'c> {
             Ok(st) => st,
             Err(e) => {
                 conn.pragma_update(None, "foreign_keys", true)?;
-                return Err(e.into());
+                return Err(e);
             }
         };
-        Ok(Importer {
+        Ok(SqliteImporter {
             conn,
             st,
             run,
@@ -561,7 +676,7 @@ impl<'c> Importer<'c> {
     }
 
     /// Opens the transaction, retrying a busy store; `false` if it stayed busy.
-    fn begin(&mut self) -> Result<bool, Error> {
+    fn begin(&mut self) -> rusqlite::Result<bool> {
         for _ in 0..3 {
             match self.conn.execute_batch("BEGIN IMMEDIATE") {
                 Ok(()) => {
@@ -571,15 +686,14 @@ impl<'c> Importer<'c> {
                     return Ok(true);
                 }
                 Err(e) if is_busy(&e) => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
         Ok(false)
     }
 
-    /// Writes `items` in order and returns their outcomes. A record fails on its own
-    /// (with a reason naming the conflict); an `Err` is the store itself failing.
-    pub fn write(&mut self, items: &[Item]) -> Result<Vec<Outcome>, Error> {
+    /// Writes `items` in order and returns their outcomes.
+    fn write_items(&mut self, items: &[Item]) -> rusqlite::Result<Vec<Outcome>> {
         if !self.open && !self.begin()? {
             self.seq += items.len() as u64;
             return Ok(items
@@ -603,7 +717,30 @@ impl<'c> Importer<'c> {
                 }
                 (Ok(_), None) => unreachable!("Item::new encodes every record"),
             };
-            let fresh = insert_fresh(&mut self.st, record, encoded, &self.stamp, &self.roles)?;
+            // Prepared on the mapping threads, or here for an item that was not.
+            let computed;
+            let prep = match item
+                .prepared
+                .as_ref()
+                .and_then(|p| p.downcast_ref::<Prepared>())
+            {
+                Some(p) => p,
+                None => {
+                    computed = prepared(record);
+                    &computed
+                }
+            };
+            let fresh = insert_fresh(
+                &mut self.st,
+                Fields {
+                    record,
+                    encoded,
+                    prepared: prep,
+                    claims: &item.claims,
+                },
+                &self.stamp,
+                &self.roles,
+            )?;
             outcomes.push(match fresh {
                 Fresh::Created(user_id) => {
                     pending.push((user_id, item));
@@ -619,7 +756,14 @@ impl<'c> Importer<'c> {
                     // The user may have been created earlier in this chunk.
                     self.flush_pending(&mut pending)?;
                     self.st.forget_learnt();
-                    overwrite(self.conn, user_id, record, &self.stamp, &self.roles)?
+                    overwrite(
+                        self.conn,
+                        user_id,
+                        record,
+                        &item.claims,
+                        &self.stamp,
+                        &self.roles,
+                    )?
                 }
             });
         }
@@ -630,7 +774,7 @@ impl<'c> Importer<'c> {
 
     /// Writes the rows of created records that no key can conflict on: the password,
     /// TOTP devices, recovery codes and memberships, many rows to a statement.
-    fn flush_pending(&mut self, pending: &mut Vec<(i64, &Item)>) -> Result<(), Error> {
+    fn flush_pending(&mut self, pending: &mut Vec<(i64, &Item)>) -> rusqlite::Result<()> {
         let stamp = self.stamp.as_str();
         let with_password: Vec<_> = pending
             .iter()
@@ -689,7 +833,7 @@ impl<'c> Importer<'c> {
     }
 
     /// Writes the result rows of `items`.
-    fn record_results(&mut self, items: &[Item], outcomes: &[Outcome]) -> Result<(), Error> {
+    fn record_results(&mut self, items: &[Item], outcomes: &[Outcome]) -> rusqlite::Result<()> {
         let (run, seq) = (self.run.0, self.seq as i64);
         self.st.insert_results.run(items.len(), |stmt, at, row| {
             let (item, outcome) = (&items[row], &outcomes[row]);
@@ -705,18 +849,9 @@ impl<'c> Importer<'c> {
         self.seq += items.len() as u64;
         Ok(())
     }
-
-    /// Commits what was written since the last commit.
-    pub fn commit(&mut self) -> Result<(), Error> {
-        if self.open {
-            self.conn.execute_batch("COMMIT")?;
-            self.open = false;
-        }
-        Ok(())
-    }
 }
 
-impl Drop for Importer<'_> {
+impl Drop for SqliteImporter<'_> {
     fn drop(&mut self) {
         if self.open {
             let _ = self.conn.execute_batch("ROLLBACK");
@@ -1140,6 +1275,43 @@ fn claim_otp_address(
     })
 }
 
+/// What [`insert_fresh`] writes: a record, its columns, what the mapping threads prepared
+/// for it, and its claims.
+struct Fields<'a> {
+    record: &'a ImportRecord,
+    encoded: &'a Encoded,
+    prepared: &'a Prepared,
+    claims: &'a [UniqueClaim],
+}
+
+/// Where each kind of claim starts in a record's claims (see
+/// [`ferry_store_core::unique_claims`], whose order the writes follow).
+struct ClaimAt {
+    attribute: usize,
+    otp: usize,
+    login: usize,
+    passkey: usize,
+}
+
+impl ClaimAt {
+    fn of(r: &ImportRecord) -> ClaimAt {
+        let attribute = usize::from(r.account.user_name.is_some());
+        let otp = attribute + r.unique_keys.len();
+        let login = otp + r.otp_addresses.len();
+        ClaimAt {
+            attribute,
+            otp,
+            login,
+            passkey: login + r.external_logins.len(),
+        }
+    }
+}
+
+/// The outcome of a record whose `claim` subject `holder` holds.
+fn held(claim: &UniqueClaim, holder: &str) -> Outcome {
+    Outcome::failed(claim.reason(), claim.held_by(holder))
+}
+
 /// The result of inserting a record as a new user.
 enum Fresh {
     /// Created with this row id: its keys are in; the rows no key can conflict on
@@ -1157,11 +1329,17 @@ enum Fresh {
 /// page the record touches into a sub-journal, which costs more than the writes.
 fn insert_fresh(
     st: &mut Stmts<'_>,
-    r: &ImportRecord,
-    e: &Encoded,
+    fields: Fields<'_>,
     stamp: &str,
     roles: &HashSet<String>,
 ) -> rusqlite::Result<Fresh> {
+    let Fields {
+        record: r,
+        encoded: e,
+        prepared: p,
+        claims,
+    } = fields;
+    let at = ClaimAt::of(r);
     if let Some(role) = r.roles.iter().find(|role| !roles.contains(role.as_str())) {
         return Ok(Fresh::Failed(Outcome::failed(
             Reason::MembershipRoleMissing,
@@ -1169,7 +1347,7 @@ fn insert_fresh(
         )));
     }
     let a = &r.account;
-    let name = e.user_name.as_ref();
+    let name = p.user_name.as_ref();
     let insert_user = |st: &mut Stmts<'_>, hash: Option<i64>| {
         let inserted = st.insert_user.insert(params![
             r.subject_id.as_str(),
@@ -1192,14 +1370,7 @@ fn insert_fresh(
         }
     };
     let name_conflict = |st: &mut Stmts<'_>, holder: Option<i64>| -> rusqlite::Result<Fresh> {
-        Ok(Fresh::Failed(Outcome::failed(
-            Reason::ProfileUniqueKeyConflict,
-            format!(
-                "user name '{}' is already used by subject {}",
-                a.user_name.as_deref().unwrap_or(""),
-                st.subject(holder)?
-            ),
-        )))
+        Ok(Fresh::Failed(held(&claims[0], &st.subject(holder)?)))
     };
     let user_id = match (insert_user(st, name.map(|k| k.hash))?, name) {
         (Some(id), _) => id,
@@ -1236,17 +1407,14 @@ fn insert_fresh(
             }
         }
     };
-    let conflict = |st: &mut Stmts<'_>,
-                    reason: Reason,
-                    what: String,
-                    holder: Option<i64>|
-     -> rusqlite::Result<Fresh> {
-        let message = format!("{what} is already used by subject {}", st.subject(holder)?);
-        for delete in st.delete_user.iter_mut() {
-            delete.execute([user_id])?;
-        }
-        Ok(Fresh::Failed(Outcome::failed(reason, message)))
-    };
+    let conflict =
+        |st: &mut Stmts<'_>, claim: usize, holder: Option<i64>| -> rusqlite::Result<Fresh> {
+            let outcome = held(&claims[claim], &st.subject(holder)?);
+            for delete in st.delete_user.iter_mut() {
+                delete.execute([user_id])?;
+            }
+            Ok(Fresh::Failed(outcome))
+        };
     // A name stored without its hash (another name had taken it) is found only here.
     if let Some(name) = name {
         if st.unhashed.names.holds()? {
@@ -1256,12 +1424,11 @@ fn insert_fresh(
                 .find(|h| h.as_ref().map_or(true, |&h| h != user_id))
                 .transpose()?;
             if holder.is_some() {
-                let what = format!("user name '{}'", a.user_name.as_deref().unwrap_or(""));
-                return conflict(st, Reason::ProfileUniqueKeyConflict, what, holder);
+                return conflict(st, 0, holder);
             }
         }
     }
-    for ((code, value), carried) in r.unique_keys.iter().zip(&e.carried) {
+    for (k, ((code, value), carried)) in r.unique_keys.iter().zip(&p.carried).enumerate() {
         if *carried && !st.key_rows.may_exist(code)? {
             // Only a key row could hold a value carried by a user name, and none can.
             continue;
@@ -1276,15 +1443,10 @@ fn insert_fresh(
         };
         let holder = claim_unique_key(keys, user_id, code, value, *carried)?;
         if holder.is_some() {
-            return conflict(
-                st,
-                Reason::ProfileUniqueKeyConflict,
-                format!("attribute '{code}' value '{value}'"),
-                holder,
-            );
+            return conflict(st, at.attribute + k, holder);
         }
     }
-    for (otp, key) in r.otp_addresses.iter().zip(&e.otp_keys) {
+    for (k, (otp, key)) in r.otp_addresses.iter().zip(&p.otp_keys).enumerate() {
         let unhashed_may_exist = st.unhashed.otp.holds()?;
         let otp_st = OtpStmts {
             insert: &mut st.insert_otp,
@@ -1296,11 +1458,10 @@ fn insert_fresh(
             st.unhashed.otp.now_holds();
         }
         if claim.other.is_some() {
-            let what = format!("{} OTP address '{}'", otp.channel.as_str(), otp.address);
-            return conflict(st, Reason::AuthenticatorKeyConflict, what, claim.other);
+            return conflict(st, at.otp + k, claim.other);
         }
     }
-    for l in &r.external_logins {
+    for (k, l) in r.external_logins.iter().enumerate() {
         if st
             .insert_login
             .execute(params![l.provider, l.key, l.display_name, user_id])?
@@ -1311,12 +1472,11 @@ fn insert_fresh(
                 .query_row(params![l.provider, l.key], |row| row.get(0))
                 .optional()?;
             if holder != Some(user_id) {
-                let what = format!("external login {} '{}'", l.provider, l.key);
-                return conflict(st, Reason::AuthenticatorKeyConflict, what, holder);
+                return conflict(st, at.login + k, holder);
             }
         }
     }
-    for p in &r.passkeys {
+    for (k, p) in r.passkeys.iter().enumerate() {
         let added = st.insert_passkey.execute(params![
             p.credential_id,
             user_id,
@@ -1334,14 +1494,7 @@ fn insert_fresh(
                 .query_row([&p.credential_id], |row| row.get(0))
                 .optional()?;
             if holder != Some(user_id) {
-                use base64::Engine as _;
-                let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&p.credential_id);
-                return conflict(
-                    st,
-                    Reason::AuthenticatorKeyConflict,
-                    format!("passkey credential {id}"),
-                    holder,
-                );
+                return conflict(st, at.passkey + k, holder);
             }
         }
     }
@@ -1353,9 +1506,10 @@ fn overwrite(
     conn: &Connection,
     user_id: i64,
     r: &ImportRecord,
+    claims: &[UniqueClaim],
     stamp: &str,
     roles: &HashSet<String>,
-) -> Result<Outcome, Error> {
+) -> rusqlite::Result<Outcome> {
     if let Some(role) = r.roles.iter().find(|role| !roles.contains(role.as_str())) {
         return Ok(Outcome::failed(
             Reason::MembershipRoleMissing,
@@ -1363,11 +1517,11 @@ fn overwrite(
         ));
     }
     conn.execute_batch("SAVEPOINT record")?;
-    let result = match merge(conn, user_id, r, stamp) {
+    let result = match merge(conn, user_id, r, claims, stamp) {
         Ok(step) => step,
         Err(e) => {
             conn.execute_batch("ROLLBACK TO record; RELEASE record")?;
-            return Err(e.into());
+            return Err(e);
         }
     };
     match result {
@@ -1394,6 +1548,7 @@ fn update_account(
     user_id: i64,
     profile: &Map<String, Value>,
     r: &ImportRecord,
+    claims: &[UniqueClaim],
     stamp: &str,
 ) -> rusqlite::Result<Step> {
     let a = &r.account;
@@ -1405,14 +1560,7 @@ fn update_account(
             .find(|h| h.as_ref().map_or(true, |&h| h != user_id))
             .transpose()?;
         if other.is_some() {
-            return Ok(Err(Outcome::failed(
-                Reason::ProfileUniqueKeyConflict,
-                format!(
-                    "user name '{}' is already used by subject {}",
-                    a.user_name.as_deref().unwrap_or(""),
-                    subject_of(sp, other)?
-                ),
-            )));
+            return Ok(Err(held(&claims[0], &subject_of(sp, other)?)));
         }
     }
     // Stored without its hash if another user's name has taken it (see key.rs).
@@ -1449,8 +1597,14 @@ fn update_account(
 }
 
 /// Replaces the user's value of each unique attribute the record has.
-fn replace_unique_keys(sp: &Connection, user_id: i64, r: &ImportRecord) -> rusqlite::Result<Step> {
-    for (code, value) in &r.unique_keys {
+fn replace_unique_keys(
+    sp: &Connection,
+    user_id: i64,
+    r: &ImportRecord,
+    claims: &[UniqueClaim],
+) -> rusqlite::Result<Step> {
+    let at = ClaimAt::of(r);
+    for (k, (code, value)) in r.unique_keys.iter().enumerate() {
         sp.prepare_cached("DELETE FROM unique_keys WHERE user_id = ?1 AND attribute = ?2")?
             .execute(params![user_id, code])?;
         let carried = carried_by_user_name(r, code, value);
@@ -1466,12 +1620,9 @@ fn replace_unique_keys(sp: &Connection, user_id: i64, r: &ImportRecord) -> rusql
         };
         let holder = claim_unique_key(keys, user_id, code, value, carried)?;
         if holder.is_some() {
-            return Ok(Err(Outcome::failed(
-                Reason::ProfileUniqueKeyConflict,
-                format!(
-                    "attribute '{code}' value '{value}' is already used by subject {}",
-                    subject_of(sp, holder)?
-                ),
+            return Ok(Err(held(
+                &claims[at.attribute + k],
+                &subject_of(sp, holder)?,
             )));
         }
     }
@@ -1502,17 +1653,17 @@ fn write_password(
 
 /// Authenticators: new ones are added; one that belongs to another subject fails the
 /// record. Recovery codes replace the old ones; TOTP devices keep the first of a name.
-fn merge_authenticators(sp: &Connection, user_id: i64, r: &ImportRecord) -> rusqlite::Result<Step> {
-    let conflict = |what: String, other: Option<i64>| -> rusqlite::Result<Step> {
-        Ok(Err(Outcome::failed(
-            Reason::AuthenticatorKeyConflict,
-            format!(
-                "{what} is already used by subject {}",
-                subject_of(sp, other)?
-            ),
-        )))
+fn merge_authenticators(
+    sp: &Connection,
+    user_id: i64,
+    r: &ImportRecord,
+    claims: &[UniqueClaim],
+) -> rusqlite::Result<Step> {
+    let at = ClaimAt::of(r);
+    let conflict = |claim: usize, other: Option<i64>| -> rusqlite::Result<Step> {
+        Ok(Err(held(&claims[claim], &subject_of(sp, other)?)))
     };
-    for otp in &r.otp_addresses {
+    for (k, otp) in r.otp_addresses.iter().enumerate() {
         let (mut insert, mut by_hash, mut unhashed) = (
             sp.prepare_cached(INSERT_OTP)?,
             sp.prepare_cached(OTP_BY_HASH)?,
@@ -1525,13 +1676,10 @@ fn merge_authenticators(sp: &Connection, user_id: i64, r: &ImportRecord) -> rusq
         };
         let other = claim_otp_address(otp_st, user_id, otp, &otp_key(otp), true)?.other;
         if other.is_some() {
-            return conflict(
-                format!("{} OTP address '{}'", otp.channel.as_str(), otp.address),
-                other,
-            );
+            return conflict(at.otp + k, other);
         }
     }
-    for login in &r.external_logins {
+    for (k, login) in r.external_logins.iter().enumerate() {
         sp.prepare_cached(
             "INSERT OR IGNORE INTO external_logins (provider, provider_key, display_name, user_id) VALUES (?1, ?2, ?3, ?4)",
         )?
@@ -1542,13 +1690,10 @@ fn merge_authenticators(sp: &Connection, user_id: i64, r: &ImportRecord) -> rusq
             params![login.provider, login.key],
         )?;
         if holder != Some(user_id) {
-            return conflict(
-                format!("external login {} '{}'", login.provider, login.key),
-                holder,
-            );
+            return conflict(at.login + k, holder);
         }
     }
-    for pk in &r.passkeys {
+    for (k, pk) in r.passkeys.iter().enumerate() {
         let same_name = owner(
             sp,
             "SELECT 1 FROM passkeys WHERE user_id = ?1 AND name = ?2",
@@ -1578,9 +1723,7 @@ fn merge_authenticators(sp: &Connection, user_id: i64, r: &ImportRecord) -> rusq
             [&pk.credential_id],
         )?;
         if holder != Some(user_id) {
-            use base64::Engine as _;
-            let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&pk.credential_id);
-            return conflict(format!("passkey credential {id}"), holder);
+            return conflict(at.passkey + k, holder);
         }
     }
     for t in &r.totp_devices {
@@ -1614,7 +1757,13 @@ fn add_memberships(sp: &Connection, user_id: i64, r: &ImportRecord) -> rusqlite:
 /// same credential or name, TOTP first of a name wins, recovery codes replaced,
 /// memberships idempotent (the caller has checked the roles). All of it in the record's
 /// savepoint.
-fn merge(sp: &Connection, user_id: i64, r: &ImportRecord, stamp: &str) -> rusqlite::Result<Step> {
+fn merge(
+    sp: &Connection,
+    user_id: i64,
+    r: &ImportRecord,
+    claims: &[UniqueClaim],
+    stamp: &str,
+) -> rusqlite::Result<Step> {
     let old: String = sp.query_row(
         "SELECT profile FROM users WHERE id = ?1",
         [user_id],
@@ -1624,14 +1773,14 @@ fn merge(sp: &Connection, user_id: i64, r: &ImportRecord, stamp: &str) -> rusqli
     for (k, v) in &r.profile {
         profile.insert(k.clone(), v.clone());
     }
-    if let Err(o) = update_account(sp, user_id, &profile, r, stamp)? {
+    if let Err(o) = update_account(sp, user_id, &profile, r, claims, stamp)? {
         return Ok(Err(o));
     }
-    if let Err(o) = replace_unique_keys(sp, user_id, r)? {
+    if let Err(o) = replace_unique_keys(sp, user_id, r, claims)? {
         return Ok(Err(o));
     }
     write_password(sp, user_id, r, stamp)?;
-    if let Err(o) = merge_authenticators(sp, user_id, r)? {
+    if let Err(o) = merge_authenticators(sp, user_id, r, claims)? {
         return Ok(Err(o));
     }
     add_memberships(sp, user_id, r)?;
@@ -1641,47 +1790,25 @@ fn merge(sp: &Connection, user_id: i64, r: &ImportRecord, stamp: &str) -> rusqli
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::*;
+    use ferry_store_core::conformance::{self, Fresh};
 
-    fn record(subject: &str, user: &str, email: &str) -> ImportRecord {
-        let mut profile = Map::new();
-        profile.insert("userName".into(), Value::String(user.into()));
-        ImportRecord {
-            subject_id: SubjectId::new(subject).unwrap(),
-            profile,
-            unique_keys: vec![("userName".into(), user.into())],
-            account: AccountState {
-                user_name: Some(user.into()),
-                ..AccountState::default()
-            },
-            password: Some(HashedPassword::aspnet("AQAAAA")),
-            otp_addresses: vec![OtpAddress {
-                channel: OtpChannel::Email,
-                address: email.into(),
-                verified: true,
-            }],
-            external_logins: vec![ExternalLogin {
-                provider: "Google".into(),
-                key: format!("g-{subject}"),
-                display_name: None,
-            }],
-            passkeys: Vec::new(),
-            totp_devices: vec![TotpDevice {
-                name: "Default".into(),
-                key: vec![1; 20],
-            }],
-            recovery_codes: Vec::new(),
-            hashed_recovery_codes: vec![HashedRecoveryCode {
-                salt: vec![0; 16],
-                hash: vec![0; 32],
-                iterations: 1,
-            }],
-            roles: Vec::new(),
+    fn fresh() -> Fresh {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("store.db"), Mode::ReadWrite).unwrap();
+        Fresh {
+            store: Box::new(store),
+            guard: Box::new(dir),
         }
     }
 
-    fn item(r: ImportRecord) -> Item {
-        Item::new(Some(r.subject_id.to_string()), "f".into(), 1, Ok(r))
+    ferry_store_core::conformance_tests!(fresh);
+
+    fn item(store: &SqliteStore, r: ImportRecord) -> Item {
+        conformance::items(store, vec![r]).remove(0)
+    }
+
+    fn record(subject: &str, user: &str, email: &str) -> ImportRecord {
+        conformance::record(subject, user, email)
     }
 
     fn rows(store: &SqliteStore) -> Vec<i64> {
@@ -1697,128 +1824,25 @@ mod tests {
     }
 
     #[test]
-    fn a_record_that_conflicts_half_way_leaves_nothing_behind() {
+    fn a_record_that_conflicts_half_way_leaves_no_row_in_any_table() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("s.db"), Mode::ReadWrite).unwrap();
         let run = store.begin_run("b", Policy::Skip).unwrap();
-        let first = store
-            .import_batch(
-                run,
-                Policy::Skip,
-                &[item(record("s1", "alice", "a@x.org"))],
-                0,
-            )
-            .unwrap();
-        assert_eq!(first[0].status, Status::Created);
+        let alice = item(&store, record("s1", "alice", "a@x.org"));
+        store.import_batch(run, Policy::Skip, &[alice], 0).unwrap();
         let before = rows(&store);
-        // A new user whose e-mail OTP address alice holds (ignoring case): its user row,
-        // unique key and password are written before the conflict shows.
-        let out = store
-            .import_batch(
-                run,
-                Policy::Skip,
-                &[item(record("s2", "bob", "A@X.ORG"))],
-                1,
-            )
-            .unwrap();
-        assert_eq!(out[0].status, Status::Failed);
+        // bob's user row, unique key and password are written before the conflict on his
+        // e-mail shows; undoing him deletes them.
+        let bob = item(&store, record("s2", "bob", "A@X.ORG"));
+        let out = store.import_batch(run, Policy::Skip, &[bob], 1).unwrap();
         assert_eq!(out[0].reason, Some(Reason::AuthenticatorKeyConflict));
-        assert_eq!(
-            out[0].message.as_deref(),
-            Some("Email OTP address 'A@X.ORG' is already used by subject s1")
-        );
         assert_eq!(rows(&store), before, "no row of bob is left in any table");
-        // A user name that differs only in case is taken too.
-        let out = store
-            .import_batch(
-                run,
-                Policy::Skip,
-                &[item(record("s3", "ALICE", "c@x.org"))],
-                2,
-            )
-            .unwrap();
-        assert_eq!(out[0].reason, Some(Reason::ProfileUniqueKeyConflict));
-        assert_eq!(rows(&store), before);
         // Foreign keys are enforced again after a batch.
         let fk: i64 = store
             .connection()
             .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
             .unwrap();
         assert_eq!(fk, 1);
-    }
-
-    #[test]
-    fn a_unique_value_carried_by_a_user_name_still_conflicts_both_ways() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-        let run = store.begin_run("b", Policy::Skip).unwrap();
-        // `userName` set to another value than the account's user name, as a custom
-        // mapping may do.
-        let named = |subject: &str, user: &str, attribute: &str| {
-            let mut r = record(subject, user, &format!("{subject}@x.org"));
-            r.profile
-                .insert("userName".into(), Value::String(attribute.into()));
-            r.unique_keys = vec![("userName".into(), attribute.into())];
-            item(r)
-        };
-        let out = store
-            .import_batch(
-                run,
-                Policy::Skip,
-                &[
-                    named("s1", "alice", "alice"), // carried by the user row
-                    named("s2", "bob", "alice"),   // a key row: alice carries it
-                    named("s3", "carol", "dave"),  // a key row
-                    named("s4", "dave", "dave"),   // carried: carol's row holds it
-                    named("s5", "erin", "Alice"),  // values compare exactly
-                ],
-                0,
-            )
-            .unwrap();
-        let messages: Vec<_> = out.iter().map(|o| o.message.as_deref()).collect();
-        assert_eq!(
-            messages,
-            [
-                None,
-                Some("attribute 'userName' value 'alice' is already used by subject s1"),
-                None,
-                Some("attribute 'userName' value 'dave' is already used by subject s3"),
-                None,
-            ]
-        );
-        let keys: Vec<String> = store
-            .connection()
-            .prepare("SELECT value FROM unique_keys ORDER BY value")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(keys, ["Alice", "dave"]);
-        // A later transaction still finds the key row that holds a carried value.
-        let out = store
-            .import_batch(run, Policy::Skip, &[named("s6", "dave", "dave")], 5)
-            .unwrap();
-        assert_eq!(
-            out[0].message.as_deref(),
-            Some("attribute 'userName' value 'dave' is already used by subject s3")
-        );
-        // validate --target sees the same conflicts.
-        let mut again = record("s9", "zed", "z@x.org");
-        again
-            .profile
-            .insert("userName".into(), Value::String("alice".into()));
-        again.unique_keys = vec![("userName".into(), "alice".into())];
-        let found = store.conflicts(&again).unwrap();
-        assert_eq!(
-            found,
-            [(
-                "userName".to_string(),
-                "attribute 'userName' value 'alice' is already used by subject s1 in the target"
-                    .to_string(),
-                true
-            )]
-        );
     }
 
     #[test]
@@ -1839,7 +1863,15 @@ mod tests {
             )
             .unwrap();
         }
-        let mut store = SqliteStore::open(&path).unwrap();
+        // Read-only mode does not migrate: it says what would.
+        let err = SqliteStore::open(&path, Mode::ReadOnly)
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string().contains("store schema version 1 is older"),
+            "{err}"
+        );
+        let mut store = SqliteStore::open(&path, Mode::ReadWrite).unwrap();
         let version: i64 = store
             .connection()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -1853,7 +1885,7 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(page_size(&store), 4096);
-        let new = SqliteStore::open(&dir.path().join("new.db")).unwrap();
+        let new = SqliteStore::open(&dir.path().join("new.db"), Mode::ReadWrite).unwrap();
         assert_eq!(page_size(&new), PAGE_SIZE);
         // The address and the user name are still there, still found by login (with the
         // user's password: rebuilding the users table cascaded nothing), and still keys.
@@ -1864,17 +1896,14 @@ mod tests {
             assert!(found[0].password.is_some());
         }
         let run = store.begin_run("b", Policy::Skip).unwrap();
-        let out = store
-            .import_batch(
-                run,
-                Policy::Skip,
-                &[
-                    item(record("s2", "bob", "a@X.org")),
-                    item(record("s3", "ALICE", "c@x.org")),
-                ],
-                0,
-            )
-            .unwrap();
+        let items = conformance::items(
+            &store,
+            vec![
+                record("s2", "bob", "a@X.org"),
+                record("s3", "ALICE", "c@x.org"),
+            ],
+        );
+        let out = store.import_batch(run, Policy::Skip, &items, 0).unwrap();
         assert_eq!(
             out[0].message.as_deref(),
             Some("Email OTP address 'a@X.org' is already used by subject s1")
@@ -1888,16 +1917,10 @@ mod tests {
     #[test]
     fn keys_that_share_a_hash_stay_apart() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("s.db"), Mode::ReadWrite).unwrap();
         let run = store.begin_run("b", Policy::Skip).unwrap();
-        store
-            .import_batch(
-                run,
-                Policy::Skip,
-                &[item(record("s1", "alice", "a@x.org"))],
-                0,
-            )
-            .unwrap();
+        let alice = item(&store, record("s1", "alice", "a@x.org"));
+        store.import_batch(run, Policy::Skip, &[alice], 0).unwrap();
         // Make s1's keys collide with bob's: same hash, different text.
         store
             .connection()
@@ -1913,14 +1936,8 @@ mod tests {
                 [Key::otp("Email", "B@X.ORG".into()).hash],
             )
             .unwrap();
-        let out = store
-            .import_batch(
-                run,
-                Policy::Skip,
-                &[item(record("s2", "bob", "b@x.org"))],
-                1,
-            )
-            .unwrap();
+        let bob = item(&store, record("s2", "bob", "b@x.org"));
+        let out = store.import_batch(run, Policy::Skip, &[bob], 1).unwrap();
         assert_eq!(out[0].status, Status::Created, "{:?}", out[0].message);
         for name in ["bob", "b@x.org"] {
             let found = store.find_for_login(name).unwrap();
@@ -1928,17 +1945,14 @@ mod tests {
             assert_eq!(subjects, ["s2"], "{name}");
         }
         // The keys stored without their hash still keep their holder's claim.
-        let out = store
-            .import_batch(
-                run,
-                Policy::Skip,
-                &[
-                    item(record("s3", "BOB", "c@x.org")),
-                    item(record("s4", "carl", "b@X.org")),
-                ],
-                2,
-            )
-            .unwrap();
+        let items = conformance::items(
+            &store,
+            vec![
+                record("s3", "BOB", "c@x.org"),
+                record("s4", "carl", "b@X.org"),
+            ],
+        );
+        let out = store.import_batch(run, Policy::Skip, &items, 2).unwrap();
         let messages: Vec<_> = out.iter().map(|o| o.message.as_deref()).collect();
         assert_eq!(
             messages,
@@ -1947,83 +1961,55 @@ mod tests {
                 Some("Email OTP address 'b@X.org' is already used by subject s2"),
             ]
         );
-        let conflicts = store.conflicts(&record("s9", "bob", "b@x.org")).unwrap();
-        let holders: Vec<_> = conflicts.iter().filter(|c| c.2).map(|c| &c.1).collect();
-        assert_eq!(holders.len(), 3, "{conflicts:?}");
-        assert!(
-            holders.iter().all(|m| m.contains("subject s2")),
-            "{conflicts:?}"
-        );
-    }
-
-    #[test]
-    fn rows_written_many_to_a_statement_all_arrive() {
-        // More records than one multi-row statement takes, so both statements run; every
-        // record names a role twice.
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-        let roles: Vec<RoleImport> = ["r1", "r2"]
+        let probe = item(&store, record("s9", "bob", "b@x.org"));
+        let holders: Vec<Option<String>> = probe
+            .claims
             .iter()
-            .map(|id| RoleImport {
-                id: RoleId::new(id).unwrap(),
-                name: id.to_string(),
-                claims: Value::Array(Vec::new()),
-            })
+            .map(|c| store.holder(c).unwrap())
             .collect();
-        store.create_roles(&roles).unwrap();
-        let run = store.begin_run("b", Policy::Skip).unwrap();
-        let records = MultiInsert::ROWS + 7;
-        let items: Vec<Item> = (0..records)
-            .map(|i| {
-                let mut r = record(&format!("s{i}"), &format!("u{i}"), &format!("{i}@x.org"));
-                r.roles = ["r2", "r1", "r2"].map(|id| RoleId::new(id).unwrap()).into();
-                let code = r.hashed_recovery_codes[0].clone();
-                r.hashed_recovery_codes.push(code);
-                item(r)
-            })
-            .collect();
-        let out = store.import_batch(run, Policy::Skip, &items, 0).unwrap();
-        assert!(out.iter().all(|o| o.status == Status::Created), "{out:?}");
-        for i in [0, records - 1] {
-            let snap = store.snapshot(&format!("s{i}")).unwrap().unwrap();
-            assert_eq!(snap.roles, ["r1", "r2"]);
-            assert_eq!(snap.recovery_codes, 2);
-            assert!(snap.password.is_some());
-        }
-        let count = |table: &str| -> usize {
-            store
-                .connection()
-                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
-                .unwrap()
-        };
-        assert_eq!(count("memberships"), 2 * records);
-        assert_eq!(count("recovery_codes"), 2 * records);
-        assert_eq!(count("passwords"), records);
-        assert_eq!(count("import_results"), records);
+        let s2 = Some("s2".to_string());
+        assert_eq!(holders, [s2.clone(), s2.clone(), s2, None]);
     }
 
     #[test]
-    fn a_missing_role_fails_the_record_and_a_newer_store_is_refused() {
+    fn a_newer_store_is_refused_and_read_only_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
-        let mut store = SqliteStore::open(&path).unwrap();
-        let run = store.begin_run("b", Policy::Skip).unwrap();
-        let mut r = record("s1", "alice", "a@x.org");
-        r.roles.push(RoleId::new("admins").unwrap());
-        let out = store
-            .import_batch(run, Policy::Skip, &[item(r)], 0)
-            .unwrap();
-        assert_eq!(
-            out[0].message.as_deref(),
-            Some("Role 'admins' does not exist.")
-        );
-        assert_eq!(rows(&store).iter().sum::<i64>(), 0);
-        store
-            .connection()
+        {
+            let mut store = SqliteStore::open(&path, Mode::ReadWrite).unwrap();
+            let run = store.begin_run("b", Policy::Skip).unwrap();
+            let alice = item(&store, record("s1", "alice", "a@x.org"));
+            store.import_batch(run, Policy::Skip, &[alice], 0).unwrap();
+        }
+        // The database file is byte for byte what it was, and no migration or journal
+        // mode change happened. (SQLite's own -wal and -shm may appear beside a WAL store
+        // a read-only connection opens; they hold nothing of the store.)
+        let digest = |p: &Path| {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(std::fs::read(p).unwrap())
+        };
+        let before = digest(&path);
+        {
+            let store = SqliteStore::open(&path, Mode::ReadOnly).unwrap();
+            assert!(store.has_subject("s1").unwrap());
+            assert!(store.snapshot("s1").unwrap().is_some());
+            let mode: String = store
+                .connection()
+                .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(mode, "wal");
+        }
+        assert!(digest(&path) == before, "the store file changed");
+        let missing = SqliteStore::open(&dir.path().join("none.db"), Mode::ReadOnly);
+        assert!(missing.err().unwrap().to_string().contains("no such store"));
+        assert!(!dir.path().join("none.db").exists());
+        Connection::open(&path)
+            .unwrap()
             .pragma_update(None, "user_version", 99)
             .unwrap();
-        drop(store);
-        let err = SqliteStore::open(&path).err().expect("refused");
+        let err = SqliteStore::open(&path, Mode::ReadWrite)
+            .err()
+            .expect("refused");
         assert!(
             err.to_string().contains("store schema version 99 is newer"),
             "{err}"

@@ -68,7 +68,7 @@ fn every_public_vector_logs_in_then_is_rehashed_to_pbkdf2() {
     let w = Workdir::new();
     let hashes: Vec<String> = cases.iter().map(|c| c.0.clone()).collect();
     w.fixture_with_hashes(&hashes);
-    let r = load(&w, &[]);
+    let r = load(&w, &[]).expect_code(1);
     assert!(r.stderr.contains("Import complete."), "{}", r.stderr);
 
     for (i, (hash, password, verifies)) in cases.iter().enumerate() {
@@ -104,8 +104,8 @@ fn login_finds_users_ignoring_case_refuses_lockouts_and_checks_totp_vectors() {
     let w = Workdir::new();
     let db = w.fixture("app.db", Generation::CoreV3, 30, false);
     w.export(&db, "bundle");
-    load(&w, &[]);
-    // bob: V3 SHA256 10,000, found by user name or e-mail in any case.
+    load(&w, &[]).expect_code(1); // ken's e-mail duplicates judy's
+                                  // bob: V3 SHA256 10,000, found by user name or e-mail in any case.
     login(&w, "BOB", "bob-Passw0rd!", &[], &[]).expect_code(0);
     login(&w, "Bob@Example.COM", "bob-Passw0rd!", &[], &[]).expect_code(0);
     // carol: V2.
@@ -203,7 +203,7 @@ fn a_second_load_skips_everything_and_overwrite_updates() {
     let w = Workdir::new();
     let db = w.fixture("app.db", Generation::CoreV3, 60, false);
     w.export(&db, "bundle");
-    let first = load(&w, &["--json"]);
+    let first = load(&w, &["--json"]).expect_code(1);
     let first: serde_json::Value = serde_json::from_str(first.stdout.trim()).unwrap();
     let created = first["created"].as_u64().unwrap();
     let failed = first["failed"].as_u64().unwrap();
@@ -211,7 +211,7 @@ fn a_second_load_skips_everything_and_overwrite_updates() {
     assert_eq!(created + failed, 60);
     let before = table_dump(&store(&w));
 
-    let second = load(&w, &["--json"]);
+    let second = load(&w, &["--json"]).expect_code(1);
     let second: serde_json::Value = serde_json::from_str(second.stdout.trim()).unwrap();
     assert_eq!(second["created"], 0);
     assert_eq!(
@@ -226,7 +226,7 @@ fn a_second_load_skips_everything_and_overwrite_updates() {
     );
     assert_eq!(table_dump(&store(&w)), before, "a re-run changes nothing");
 
-    let third = load(&w, &["--on-conflict", "overwrite", "--json"]);
+    let third = load(&w, &["--on-conflict", "overwrite", "--json"]).expect_code(1);
     let third: serde_json::Value = serde_json::from_str(third.stdout.trim()).unwrap();
     assert_eq!(third["updated"].as_u64().unwrap(), created);
     assert_eq!(third["created"], 0);
@@ -257,7 +257,7 @@ fn a_second_load_skips_everything_and_overwrite_updates() {
 
     // Smaller transactions: one log line per committed batch, and still no change.
     let after_overwrite = table_dump(&store(&w));
-    let fourth = load(&w, &["--batch-size", "25"]);
+    let fourth = load(&w, &["--batch-size", "25"]).expect_code(1);
     assert!(
         fourth
             .stderr
@@ -391,7 +391,7 @@ fn roles_come_first_and_every_role_gets_a_role_id() {
     let db = w.fixture("app.db", Generation::CoreV3, 200, false);
     w.export(&db, "bundle");
     let report = w.arg("report.csv");
-    load(&w, &["--report", &report]);
+    load(&w, &["--report", &report]).expect_code(1); // duplicate e-mails, not roles
     let roles: Vec<String> = store(&w)
         .prepare("SELECT id FROM roles ORDER BY id")
         .unwrap()
@@ -451,7 +451,7 @@ fn a_killed_load_then_a_rerun_has_every_record_exactly_once() {
         results_when_killed, 200,
         "two committed batches, nothing of the third"
     );
-    let r = load(&w, &["--json"]);
+    let r = load(&w, &["--json"]).expect_code(1);
     let summary: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
     let conn = store(&w);
     let users: i64 = conn
@@ -544,7 +544,8 @@ fn mapping_targets_the_schema_lacks_are_reported_once() {
             "--schema",
             &w.arg("small.json"),
         ],
-    );
+    )
+    .expect_code(1);
     assert_eq!(
         r.stderr.matches("the schema has no attribute for").count(),
         1,
@@ -568,7 +569,8 @@ fn mapping_targets_the_schema_lacks_are_reported_once() {
             "--mapping",
             &schema("mapping.oidc.json"),
         ],
-    );
+    )
+    .expect_code(1);
     assert!(
         !r.stderr.contains("the schema has no attribute"),
         "{}",
@@ -591,7 +593,8 @@ fn plan_writes_user_import_records() {
             "--out",
             &w.arg("plan"),
         ],
-    );
+    )
+    .expect_code(1); // ken is left out: his e-mail duplicates judy's
     let text = std::fs::read_to_string(w.path("plan/plan-00000.ndjson")).unwrap();
     let records: Vec<serde_json::Value> = text
         .lines()

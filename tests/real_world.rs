@@ -192,7 +192,7 @@ fn integer_keys_export_in_numeric_order_with_their_children_and_load() {
     }
     let roles = std::fs::read_to_string(bundle.join("roles.ndjson")).unwrap();
     assert!(roles.starts_with(r#"{"Id":"1","Name":"Admin""#), "{roles}");
-    load(&w, &[]);
+    load(&w, &[]).expect_code(1); // ken's e-mail duplicates judy's
     let r = run_with(
         "ferry-import",
         &["login", "--target", &w.arg("users.db"), "--user", "bob"],
@@ -412,7 +412,7 @@ fn members_of_roles_named_with_spaces_load_under_a_derived_id() {
         },
     );
     export(&w, &db, &[]).expect_code(0);
-    let r = load(&w, &[]);
+    let r = load(&w, &[]).expect_code(1);
     assert!(
         r.stderr
             .contains("note: role 'Help Desk' gets role id `Help-Desk`, made from its name"),
@@ -455,7 +455,7 @@ fn members_of_roles_named_with_spaces_load_under_a_derived_id() {
     mapping["roles"] = serde_json::json!({"Help Desk": "support-desk"});
     std::fs::write(w.path("mapping.json"), mapping.to_string()).unwrap();
     std::fs::remove_file(w.path("users.db")).unwrap();
-    let r = load(&w, &["--mapping", &w.arg("mapping.json")]);
+    let r = load(&w, &["--mapping", &w.arg("mapping.json")]).expect_code(1);
     assert!(
         !r.stderr.contains("'Help Desk' gets role id"),
         "{}",
@@ -497,7 +497,7 @@ fn a_user_whose_email_is_not_an_address_is_created_without_the_otp_address() {
             (n + 1, v["Id"].as_str().unwrap().to_string())
         })
         .expect("the fixture has it");
-    let r = load(&w, &[]);
+    let r = load(&w, &[]).expect_code(1);
     let warning = format!(
         "warning: users-00000.ndjson:{line}: {id}: Email: `notanemail` is not an e-mail address"
     );
@@ -551,7 +551,8 @@ fn template_claims_are_imported_or_reported_with_their_counts() {
             &schema(SCIM),
             "--json",
         ],
-    );
+    )
+    .expect_code(1);
     let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
     // The users that have each claim type, counted from the bundle itself.
     let users = records(&w.path("bundle"));
@@ -579,7 +580,8 @@ fn template_claims_are_imported_or_reported_with_their_counts() {
     let r = run(
         "ferry-import",
         &["validate", &w.arg("bundle"), "--schema", &schema(SCIM)],
-    );
+    )
+    .expect_code(1);
     let website = format!("claim website ({} users)", having("website"));
     assert!(
         r.stderr.contains("claim location (1 user)") && r.stderr.contains(&website),
@@ -587,7 +589,7 @@ fn template_claims_are_imported_or_reported_with_their_counts() {
         r.stderr
     );
 
-    let r = load(&w, &[]);
+    let r = load(&w, &[]).expect_code(1);
     assert!(r.stderr.contains(&website), "{}", r.stderr);
     let store = Connection::open(w.path("users.db")).unwrap();
     let profile: String = store
@@ -630,7 +632,8 @@ fn template_claims_are_imported_or_reported_with_their_counts() {
             &schema("mapping.oidc.json"),
             "--json",
         ],
-    );
+    )
+    .expect_code(1);
     let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
     let claims = v["not_imported"]["claims"].as_object().unwrap();
     assert!(claims.contains_key("location"), "the app's own claim: {v}");
@@ -871,7 +874,8 @@ fn first_steps_meet_messages_that_say_what_to_do() {
             "--schema",
             &schema("oidc-standard.json"),
         ],
-    );
+    )
+    .expect_code(2);
     assert!(
         r.stderr.contains("--mapping schemas/mapping.oidc.json"),
         "a hint for the OIDC schema with the default mapping: {}",
@@ -887,7 +891,8 @@ fn counts_are_worded_for_one_and_many() {
     let r = run(
         "ferry-import",
         &["validate", &w.arg("bundle"), "--schema", &schema(SCIM)],
-    );
+    )
+    .expect_code(1);
     assert!(r.stderr.contains("1 error in 1 record,"), "{}", r.stderr);
     assert!(!r.stderr.contains("1 errors"), "{}", r.stderr);
 }

@@ -1,28 +1,26 @@
-use std::path::PathBuf;
-
 /// What can go wrong reading an Identity database.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The source file does not exist.
-    #[error("`{}`: no such file", path.display())]
+    #[error("`{location}`: no such file")]
     NotFound {
-        /// The path given.
-        path: PathBuf,
+        /// The source as given (a path), without credentials.
+        location: String,
     },
     /// The source could not be opened or read as a database.
-    #[error("`{}`: {message}", path.display())]
+    #[error("`{location}`: {message}")]
     Open {
-        /// The source.
-        path: PathBuf,
+        /// The source: a path, or a server and database, without credentials.
+        location: String,
         /// What the engine said.
         message: String,
     },
     /// The database is readable but not an ASP.NET Identity database.
-    #[error("`{}` is not an ASP.NET Identity database: {missing}", path.display())]
+    #[error("`{location}` is not an ASP.NET Identity database: {missing}")]
     NotIdentity {
-        /// The source.
-        path: PathBuf,
+        /// The source: a path, or a server and database, without credentials.
+        location: String,
         /// What is missing, e.g. `no AspNetUsers (or asp_net_users) table`.
         missing: String,
     },

@@ -3,6 +3,9 @@
 //! - [`layout`]: which tables and columns a database has, resolved once into a
 //!   [`Layout`] (PascalCase or snake_case names; classic 2.x or Core columns).
 //! - [`generation`]: the schema [`Generation`], told from the database itself.
+//! - [`rows`]: the seam between an engine and the engine-neutral assembler: rows of a
+//!   table, the columns asked for, ordered by a key ([`rows::Tables`]), and the SQL
+//!   dialect a SQL engine builds its queries with.
 //! - [`sqlite`]: [`SqliteSource`], a read-only reader inside one read transaction.
 //!
 //! A reader yields users in `Id` order, each with its claims, logins, tokens, roles and
@@ -21,11 +24,13 @@
 //! ```
 #![deny(missing_docs)]
 
+mod assemble;
 mod error;
 pub mod generation;
 pub mod key;
 pub mod layout;
 mod merge;
+pub mod rows;
 mod snapshot;
 pub mod sqlite;
 mod values;

@@ -458,6 +458,11 @@ mod tests {
                 )
             })
             .collect();
+        // Every verdict of the vector file, which states ASP.NET's own rules.
+        for (case, (what, parsed)) in v["never_verifies"].as_array().unwrap().iter().zip(&reasons) {
+            let expected = case["malformed"].as_str();
+            assert_eq!(parsed.err().map(|m| m.code()), expected, "{what}");
+        }
         let by = |what: &str| reasons.iter().find(|(w, _)| w == what).unwrap().1;
         assert_eq!(by("V2, too short"), Err(Malformed::V2Length(32)));
         assert_eq!(by("V2, extra data at end"), Err(Malformed::V2Length(59)));

@@ -81,7 +81,7 @@ impl Dupes {
                 }
                 match held {
                     Some((claim, subject, at)) => {
-                        let mut problem = Problem::error(&claim.field, claim.held_by(&subject));
+                        let mut problem = Problem::error(claim.field(), claim.held_by(&subject));
                         problem.related = at;
                         m.problems.push(problem);
                     }

@@ -457,7 +457,7 @@ pub fn holders_and_subjects(fresh: &mut dyn FnMut() -> Fresh) {
     let held: Vec<(&str, Option<String>)> = item
         .claims
         .iter()
-        .map(|c| (c.field.as_str(), store.holder(c).unwrap()))
+        .map(|c| (c.field(), store.holder(c).unwrap()))
         .collect();
     let s1 = Some("s1".to_string());
     assert_eq!(

@@ -47,10 +47,8 @@ pub struct UniqueClaim {
     /// SMS digits and attribute values as they are, `provider` U+001F `key` for a login,
     /// the credential id in base64url for a passkey.
     pub key: String,
-    /// The value as messages name it, e.g. `user name 'Alice'`.
-    pub shown: String,
-    /// The bundle field it comes from, e.g. `UserName`, `Email`, `Logins`.
-    pub field: String,
+    /// The value as the record has it, for messages (empty when it is the key).
+    written: String,
 }
 
 impl UniqueClaim {
@@ -64,9 +62,38 @@ impl UniqueClaim {
         }
     }
 
+    /// The bundle field the value comes from, e.g. `UserName`, `Email`, `Logins`.
+    pub fn field(&self) -> &str {
+        match &self.kind {
+            ClaimKind::UserName => "UserName",
+            ClaimKind::Attribute(code) => code,
+            ClaimKind::OtpAddress(OtpChannel::Email) => "Email",
+            ClaimKind::OtpAddress(OtpChannel::Sms) => "PhoneNumber",
+            ClaimKind::ExternalLogin => "Logins",
+            ClaimKind::Passkey => "Passkeys",
+        }
+    }
+
+    /// The value as messages name it, e.g. `user name 'Alice'`. Made only when a message
+    /// needs it: a load derives claims for every record and meets few conflicts.
+    pub fn shown(&self) -> String {
+        match &self.kind {
+            ClaimKind::UserName => format!("user name '{}'", self.written),
+            ClaimKind::Attribute(code) => format!("attribute '{code}' value '{}'", self.key),
+            ClaimKind::OtpAddress(channel) => {
+                format!("{} OTP address '{}'", channel.as_str(), self.written)
+            }
+            ClaimKind::ExternalLogin => {
+                let (provider, key) = self.key.split_once('\u{1f}').unwrap_or((&self.key, ""));
+                format!("external login {provider} '{key}'")
+            }
+            ClaimKind::Passkey => format!("passkey credential {}", self.key),
+        }
+    }
+
     /// What is said when subject `holder` has it.
     pub fn held_by(&self, holder: &str) -> String {
-        format!("{} is already used by subject {holder}", self.shown)
+        format!("{} is already used by subject {holder}", self.shown())
     }
 
     /// The kind and key as one string, unique across kinds (for an index of claims).
@@ -84,7 +111,7 @@ impl UniqueClaim {
 
 impl fmt::Display for UniqueClaim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.shown)
+        f.write_str(&self.shown())
     }
 }
 
@@ -103,49 +130,45 @@ pub fn login_key(provider: &str, key: &str) -> String {
 
 /// Every value `r` claims for itself alone, in the order a load checks them.
 pub fn unique_claims(r: &ImportRecord) -> Vec<UniqueClaim> {
-    let mut claims = Vec::with_capacity(2 + r.unique_keys.len() + r.otp_addresses.len());
+    let mut claims = Vec::with_capacity(
+        1 + r.unique_keys.len()
+            + r.otp_addresses.len()
+            + r.external_logins.len()
+            + r.passkeys.len(),
+    );
     if let Some(name) = &r.account.user_name {
         claims.push(UniqueClaim {
             kind: ClaimKind::UserName,
             key: normalize(name),
-            shown: format!("user name '{name}'"),
-            field: "UserName".into(),
+            written: name.clone(),
         });
     }
     for (code, value) in &r.unique_keys {
         claims.push(UniqueClaim {
             kind: ClaimKind::Attribute(code.clone()),
             key: value.clone(),
-            shown: format!("attribute '{code}' value '{value}'"),
-            field: code.clone(),
+            written: String::new(),
         });
     }
     for otp in &r.otp_addresses {
         claims.push(UniqueClaim {
             kind: ClaimKind::OtpAddress(otp.channel),
             key: otp_key(otp.channel, &otp.address),
-            shown: format!("{} OTP address '{}'", otp.channel.as_str(), otp.address),
-            field: match otp.channel {
-                OtpChannel::Email => "Email".into(),
-                OtpChannel::Sms => "PhoneNumber".into(),
-            },
+            written: otp.address.clone(),
         });
     }
     for l in &r.external_logins {
         claims.push(UniqueClaim {
             kind: ClaimKind::ExternalLogin,
             key: login_key(&l.provider, &l.key),
-            shown: format!("external login {} '{}'", l.provider, l.key),
-            field: "Logins".into(),
+            written: String::new(),
         });
     }
     for p in &r.passkeys {
-        let id = URL_SAFE_NO_PAD.encode(&p.credential_id);
         claims.push(UniqueClaim {
             kind: ClaimKind::Passkey,
-            shown: format!("passkey credential {id}"),
-            key: id,
-            field: "Passkeys".into(),
+            key: URL_SAFE_NO_PAD.encode(&p.credential_id),
+            written: String::new(),
         });
     }
     claims
@@ -191,10 +214,7 @@ mod tests {
             roles: Vec::new(),
         };
         let claims = unique_claims(&record);
-        let keys: Vec<(&str, &str)> = claims
-            .iter()
-            .map(|c| (c.field.as_str(), c.key.as_str()))
-            .collect();
+        let keys: Vec<(&str, &str)> = claims.iter().map(|c| (c.field(), c.key.as_str())).collect();
         assert_eq!(
             keys,
             [

@@ -37,6 +37,25 @@ impl Key {
     }
 }
 
+/// A key borrowed from where it already is (a record's claims), with its hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KeyRef<'a> {
+    /// The text the value is unique by.
+    pub(crate) text: &'a str,
+    /// [`key_hash`] of the key's parts.
+    pub(crate) hash: i64,
+}
+
+impl Key {
+    /// The key, borrowed.
+    pub(crate) fn as_ref(&self) -> KeyRef<'_> {
+        KeyRef {
+            text: &self.text,
+            hash: self.hash,
+        }
+    }
+}
+
 /// The first 8 bytes of SHA-256 over the parts, each preceded by its length, read as a
 /// big-endian signed integer. Stored in the store's files: it must never change.
 pub(crate) fn key_hash(parts: &[&str]) -> i64 {

@@ -13,7 +13,7 @@ use ferry_store_core::{
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension as _};
 use serde_json::{Map, Value};
 
-use crate::key::{self, Key};
+use crate::key::{self, Key, KeyRef};
 use crate::schema;
 
 /// The store's own errors as the core's: the engine's message, said once.
@@ -74,24 +74,36 @@ fn owner(sp: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Resu
         .optional()
 }
 
-/// What the SQLite store computes for an item on the mapping threads: the hashed lookup
-/// keys of its user name and OTP addresses, and which unique values the user row carries.
+/// What the SQLite store computes for an item on the mapping threads: the hashes of the
+/// keys of its user name and OTP addresses (whose texts are the item's claims' keys), and
+/// which unique values the user row carries.
 struct Prepared {
-    user_name: Option<Key>,
-    otp_keys: Vec<Key>,
+    user_name: Option<i64>,
+    otp: Vec<i64>,
     carried: Vec<bool>,
 }
 
 fn prepare_item(item: &mut Item) {
     if let Ok(r) = &item.record {
-        item.prepared = Some(Box::new(prepared(r)));
+        item.prepared = Some(Box::new(prepared(r, &item.claims)));
     }
 }
 
-fn prepared(r: &ImportRecord) -> Prepared {
+fn prepared(r: &ImportRecord, claims: &[UniqueClaim]) -> Prepared {
+    let mut user_name = None;
+    let mut otp = Vec::with_capacity(r.otp_addresses.len());
+    for claim in claims {
+        match &claim.kind {
+            ClaimKind::UserName => user_name = Some(key::key_hash(&[&claim.key])),
+            ClaimKind::OtpAddress(channel) => {
+                otp.push(key::key_hash(&[channel.as_str(), &claim.key]))
+            }
+            _ => {}
+        }
+    }
     Prepared {
-        user_name: user_name_key(r),
-        otp_keys: r.otp_addresses.iter().map(otp_key).collect(),
+        user_name,
+        otp,
         carried: r
             .unique_keys
             .iter()
@@ -726,7 +738,7 @@ impl<'c> SqliteImporter<'c> {
             {
                 Some(p) => p,
                 None => {
-                    computed = prepared(record);
+                    computed = prepared(record, &item.claims);
                     &computed
                 }
             };
@@ -1222,7 +1234,7 @@ fn claim_otp_address(
     st: OtpStmts<'_, '_>,
     user_id: i64,
     otp: &OtpAddress,
-    key: &Key,
+    key: &KeyRef<'_>,
     unhashed_may_exist: bool,
 ) -> rusqlite::Result<OtpClaim> {
     let channel = otp.channel.as_str();
@@ -1347,7 +1359,12 @@ fn insert_fresh(
         )));
     }
     let a = &r.account;
-    let name = p.user_name.as_ref();
+    // The user name's key is the first claim's.
+    let name = p.user_name.map(|hash| KeyRef {
+        text: &claims[0].key,
+        hash,
+    });
+    let name = name.as_ref();
     let insert_user = |st: &mut Stmts<'_>, hash: Option<i64>| {
         let inserted = st.insert_user.insert(params![
             r.subject_id.as_str(),
@@ -1446,7 +1463,11 @@ fn insert_fresh(
             return conflict(st, at.attribute + k, holder);
         }
     }
-    for (k, (otp, key)) in r.otp_addresses.iter().zip(&p.otp_keys).enumerate() {
+    for (k, (otp, &hash)) in r.otp_addresses.iter().zip(&p.otp).enumerate() {
+        let key = &KeyRef {
+            text: &claims[at.otp + k].key,
+            hash,
+        };
         let unhashed_may_exist = st.unhashed.otp.holds()?;
         let otp_st = OtpStmts {
             insert: &mut st.insert_otp,
@@ -1674,7 +1695,7 @@ fn merge_authenticators(
             by_hash: &mut by_hash,
             unhashed: &mut unhashed,
         };
-        let other = claim_otp_address(otp_st, user_id, otp, &otp_key(otp), true)?.other;
+        let other = claim_otp_address(otp_st, user_id, otp, &otp_key(otp).as_ref(), true)?.other;
         if other.is_some() {
             return conflict(at.otp + k, other);
         }

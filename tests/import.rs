@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use ferry_e2e::{run, run_with, schema, vectors, Run, Workdir};
+use ferry_e2e::{run, run_with, schema, store_dump, vectors, Run, Workdir};
 use ferry_fixtures::Generation;
 use rusqlite::Connection;
 
@@ -163,41 +163,6 @@ fn login_finds_users_ignoring_case_refuses_lockouts_and_checks_totp_vectors() {
     assert!(r.stderr.contains("give --totp"), "{}", r.stderr);
 }
 
-fn table_dump(conn: &Connection) -> BTreeMap<String, Vec<String>> {
-    let tables = [
-        "users",
-        "unique_keys",
-        "passwords",
-        "otp_addresses",
-        "external_logins",
-        "passkeys",
-        "totp_devices",
-        "recovery_codes",
-        "memberships",
-        "roles",
-    ];
-    tables
-        .iter()
-        .map(|t| {
-            let mut stmt = conn
-                .prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2"))
-                .unwrap();
-            let n = stmt.column_count();
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((0..n)
-                        .map(|i| format!("{:?}", r.get::<_, rusqlite::types::Value>(i).unwrap()))
-                        .collect::<Vec<_>>()
-                        .join("|"))
-                })
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            (t.to_string(), rows)
-        })
-        .collect()
-}
-
 #[test]
 fn a_second_load_skips_everything_and_overwrite_updates() {
     let w = Workdir::new();
@@ -209,7 +174,7 @@ fn a_second_load_skips_everything_and_overwrite_updates() {
     let failed = first["failed"].as_u64().unwrap();
     assert!(created >= 55, "{first}");
     assert_eq!(created + failed, 60);
-    let before = table_dump(&store(&w));
+    let before = store_dump(&store(&w));
 
     let second = load(&w, &["--json"]).expect_code(1);
     let second: serde_json::Value = serde_json::from_str(second.stdout.trim()).unwrap();
@@ -224,7 +189,7 @@ fn a_second_load_skips_everything_and_overwrite_updates() {
         failed,
         "the same records fail again"
     );
-    assert_eq!(table_dump(&store(&w)), before, "a re-run changes nothing");
+    assert_eq!(store_dump(&store(&w)), before, "a re-run changes nothing");
 
     let third = load(&w, &["--on-conflict", "overwrite", "--json"]).expect_code(1);
     let third: serde_json::Value = serde_json::from_str(third.stdout.trim()).unwrap();
@@ -256,7 +221,7 @@ fn a_second_load_skips_everything_and_overwrite_updates() {
     );
 
     // Smaller transactions: one log line per committed batch, and still no change.
-    let after_overwrite = table_dump(&store(&w));
+    let after_overwrite = store_dump(&store(&w));
     let fourth = load(&w, &["--batch-size", "25"]).expect_code(1);
     assert!(
         fourth
@@ -269,7 +234,7 @@ fn a_second_load_skips_everything_and_overwrite_updates() {
         "{}",
         fourth.stderr
     );
-    assert_eq!(table_dump(&store(&w)), after_overwrite);
+    assert_eq!(store_dump(&store(&w)), after_overwrite);
 }
 
 fn edit_line(

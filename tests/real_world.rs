@@ -385,7 +385,7 @@ fn the_next_export_removes_what_a_killed_one_left_and_leaves_strangers_alone() {
     let r = export(&w, &db, &[]).expect_code(0);
     assert!(
         r.stderr.contains(&format!(
-            "removed `{}`, the unfinished bundle of an export that was killed (process {pid} is gone)",
+            "removed `{}`, the unfinished bundle of a run that was killed (process {pid} is gone)",
             left.display()
         )),
         "{}",

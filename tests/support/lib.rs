@@ -311,3 +311,103 @@ pub fn fixture_seeded(path: &Path, generation: Generation, users: u64, seed: u64
     };
     generate(path, &opts, None).expect("fixture");
 }
+
+/// Every row of the store's account tables, as text, table by table in key order: two
+/// stores that hold the same accounts dump the same.
+pub fn store_dump(conn: &rusqlite::Connection) -> std::collections::BTreeMap<String, Vec<String>> {
+    let tables = [
+        "users",
+        "unique_keys",
+        "passwords",
+        "otp_addresses",
+        "external_logins",
+        "passkeys",
+        "totp_devices",
+        "recovery_codes",
+        "memberships",
+        "roles",
+    ];
+    tables
+        .iter()
+        .map(|t| {
+            let mut stmt = conn
+                .prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2"))
+                .unwrap();
+            let n = stmt.column_count();
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((0..n)
+                        .map(|i| format!("{:?}", r.get::<_, rusqlite::types::Value>(i).unwrap()))
+                        .collect::<Vec<_>>()
+                        .join("|"))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            (t.to_string(), rows)
+        })
+        .collect()
+}
+
+/// The DuckDB release the tests read Parquet parts with: a reader independent of ferry.
+pub const DUCKDB: &str = "duckdb==1.5.5";
+
+/// The folder DuckDB's Python package is installed into (`target/pydeps`), installing
+/// it from PyPI with pip the first time. Fails loudly when it cannot be installed: the
+/// Parquet tests are never skipped.
+pub fn duckdb_path() -> PathBuf {
+    static INSTALLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            let target = bin_dir().parent().expect("target dir").join("pydeps");
+            let works = |dir: &Path| {
+                Command::new("python3")
+                    .args(["-c", "import duckdb"])
+                    .env("PYTHONPATH", dir)
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            };
+            if works(&target) {
+                return target;
+            }
+            // Installed beside, then renamed into place, so that test binaries running at
+            // the same time never see half an installation.
+            let staging = target.with_file_name(format!("pydeps.partial-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&staging);
+            let out = Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+                .arg(&staging)
+                .arg(DUCKDB)
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run python3 to install {DUCKDB}: {e}"));
+            assert!(
+                out.status.success(),
+                "cannot install {DUCKDB} from PyPI into `{}` (the Parquet tests read parts with it and are never skipped):\n{}",
+                staging.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if std::fs::rename(&staging, &target).is_err() {
+                // Another test binary installed it first.
+                let _ = std::fs::remove_dir_all(&staging);
+            }
+            assert!(works(&target), "{DUCKDB} is installed in `{}` but does not import", target.display());
+            target
+        })
+        .clone()
+}
+
+/// Runs a Python script with DuckDB importable and returns its standard output; panics
+/// with its standard error when it fails.
+pub fn duckdb(script: &str) -> String {
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .env("PYTHONPATH", duckdb_path())
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "the DuckDB script failed:\n{script}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

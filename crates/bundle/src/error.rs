@@ -22,6 +22,18 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A part file is not what the bundle format says: not Parquet, or a column missing,
+    /// of another type, or unknown.
+    #[error("`{}`: {message}", path.display())]
+    Part {
+        /// The part file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The output folder of a new bundle cannot receive it.
+    #[error("{0}")]
+    Output(String),
     /// The bundle uses something this build cannot do.
     #[error("{0}")]
     Unsupported(String),

@@ -1,15 +1,17 @@
 //! The bundle: the only thing `ferry-export` and `ferry-import` share.
 //!
 //! A bundle is a folder holding `manifest.json`, user parts (`users-00000.ndjson`, one
-//! user per line) and `roles.ndjson`. A user record keeps the source's own column names
+//! user per line, or `users-00000.parquet`, one user per row) and `roles.ndjson`. A user record keeps the source's own column names
 //! so that anyone who knows the ASP.NET Identity tables can fix it in a text editor.
 //!
 //! - [`record`]: [`UserRecord`] and [`RoleRecord`], faithful to the source values.
 //! - [`manifest`]: [`Manifest`] with parts, checksums, counts and the password census.
 //! - [`census`]: counting password hash formats.
 //! - [`tally`]: [`Tally`], the counts and census of the manifest, one record at a time.
+//! - [`parquet`]: the Parquet encoding and its Arrow schema.
 //! - [`write`]: [`BundleWriter`], streaming records into owner-only, checksummed parts of
 //!   an [`Encoding`], and the manifest assembled from what it wrote.
+//! - [`staging`]: a new bundle's private staging folder, renamed into place when whole.
 //! - [`read`]: [`BundleReader`], streaming records back with their file and line.
 //!
 //! ```no_run
@@ -32,8 +34,10 @@ mod encoding;
 mod error;
 mod fsutil;
 pub mod manifest;
+pub mod parquet;
 pub mod read;
 pub mod record;
+pub mod staging;
 pub mod tally;
 pub mod write;
 

@@ -24,6 +24,13 @@ pub struct Manifest {
     /// How the user parts are encoded. An encoding this tool does not know is refused
     /// when the manifest is read.
     pub encoding: Encoding,
+    /// The version of the Arrow schema of Parquet users parts (see
+    /// [`crate::parquet::schema`]); absent for NDJSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parquet_schema: Option<u32>,
+    /// The bundle this one was made from by `ferry-import convert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converted_from: Option<ConvertedFrom>,
     /// `--limit` of the export, when only the first N users were exported.
     pub limit: Option<u64>,
     /// Every data file of the bundle, in order: users parts, then `roles.ndjson`.
@@ -91,6 +98,24 @@ pub struct MigrationRow {
     pub id: String,
     /// `ProductVersion`: the EF version that made it.
     pub product_version: String,
+}
+
+/// What a converted bundle was converted from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvertedFrom {
+    /// The encoding of the original bundle.
+    pub encoding: Encoding,
+    /// When the original bundle was written (its `created_at`).
+    pub created_at: String,
+    /// The tool that wrote it.
+    pub tool: String,
+    /// SHA-256 of the original `manifest.json`, lowercase hex.
+    pub manifest_sha256: String,
+    /// The tool that converted it, e.g. `ferry-import 0.1.0`.
+    pub converted_by: String,
+    /// When it was converted (RFC 3339, UTC).
+    pub converted_at: String,
 }
 
 /// One data file.

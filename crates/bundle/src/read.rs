@@ -1,14 +1,17 @@
-//! Reading a bundle back, one record at a time, each with its file and line.
+//! Reading a bundle back, one record at a time, each with its file and line (in a
+//! Parquet part, its record number).
 
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use crate::encoding::Encoding;
 use crate::manifest::{Manifest, Part};
+use crate::parquet::read::{PartReader, UserColumns};
 use crate::record::{RoleRecord, UserRecord};
 use crate::write::hex;
 use crate::Error;
@@ -71,11 +74,14 @@ impl BundleReader {
     /// Opens the bundle in `dir` and reads its manifest.
     pub fn open(dir: &Path) -> Result<BundleReader, Error> {
         let manifest = Manifest::read(dir)?;
-        if manifest.encoding == Encoding::Parquet {
-            return Err(Error::Unsupported(format!(
-                "`{}` is a Parquet bundle, which this build cannot read yet",
-                dir.display()
-            )));
+        if let Some(version) = manifest.parquet_schema {
+            if version != crate::parquet::SCHEMA_VERSION {
+                return Err(Error::Unsupported(format!(
+                    "`{}` has Parquet parts of schema version {version}; this tool reads version {}",
+                    dir.display(),
+                    crate::parquet::SCHEMA_VERSION
+                )));
+            }
         }
         Ok(BundleReader {
             dir: dir.to_path_buf(),
@@ -118,10 +124,16 @@ impl BundleReader {
     /// with [`RawRecord::decode`], on whichever thread (they are `Send`), so that readers
     /// can decode in parallel while the order stays the bundle's.
     pub fn user_records(&self) -> UserRecords {
-        let files = self.manifest.user_parts().map(|p| p.file.clone()).collect();
-        UserRecords {
-            lines: Lines::new(self.dir.clone(), files),
-        }
+        let files: Vec<String> = self.manifest.user_parts().map(|p| p.file.clone()).collect();
+        let source = match self.manifest.encoding {
+            Encoding::Ndjson => Source::Lines(Lines::new(self.dir.clone(), files)),
+            Encoding::Parquet => Source::Rows(Rows {
+                dir: self.dir.clone(),
+                files: files.into_iter(),
+                current: None,
+            }),
+        };
+        UserRecords { source }
     }
 
     /// Streams the roles of `roles.ndjson`.
@@ -208,7 +220,14 @@ impl<T: serde::de::DeserializeOwned> Iterator for Records<T> {
 /// One user record of a bundle as it was read, not yet decoded.
 pub struct RawRecord {
     location: Location,
-    line: String,
+    body: Body,
+}
+
+enum Body {
+    /// An NDJSON line.
+    Line(String),
+    /// A row of a batch of a Parquet part.
+    Row(Arc<UserColumns>, usize),
 }
 
 impl RawRecord {
@@ -219,25 +238,96 @@ impl RawRecord {
 
     /// Decodes the record: the user, or what is wrong with it.
     pub fn decode(self) -> (Location, Result<UserRecord, RecordError>) {
-        let record = parse_record(&self.line);
+        let record = match &self.body {
+            Body::Line(line) => parse_record(line),
+            Body::Row(batch, row) => batch.record(*row),
+        };
         (self.location, record)
     }
 }
 
 /// The user records of a bundle, in manifest order (see [`BundleReader::user_records`]).
 pub struct UserRecords {
-    lines: Lines,
+    source: Source,
+}
+
+enum Source {
+    Lines(Lines),
+    Rows(Rows),
 }
 
 impl Iterator for UserRecords {
     type Item = Result<RawRecord, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        Some(
-            self.lines
-                .next()?
-                .map(|(location, line)| RawRecord { location, line }),
-        )
+        match &mut self.source {
+            Source::Lines(lines) => Some(lines.next()?.map(|(location, line)| RawRecord {
+                location,
+                body: Body::Line(line),
+            })),
+            Source::Rows(rows) => rows.next(),
+        }
+    }
+}
+
+/// The rows of one or more Parquet users parts, each with its file and record number.
+struct Rows {
+    dir: PathBuf,
+    files: std::vec::IntoIter<String>,
+    current: Option<OpenRows>,
+}
+
+struct OpenRows {
+    file: String,
+    reader: PartReader,
+    batch: Option<(Arc<UserColumns>, usize)>,
+    /// Rows of this file handed out so far.
+    record: u64,
+}
+
+impl Iterator for Rows {
+    type Item = Result<RawRecord, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.current.is_none() {
+                let file = self.files.next()?;
+                match PartReader::open(&self.dir.join(&file)) {
+                    Ok(reader) => {
+                        self.current = Some(OpenRows {
+                            file,
+                            reader,
+                            batch: None,
+                            record: 0,
+                        })
+                    }
+                    Err(e) => return Some(Err(e)),
+                }
+            }
+            let open = self.current.as_mut().expect("open");
+            if let Some((batch, row)) = &mut open.batch {
+                if *row < batch.len() {
+                    let record = RawRecord {
+                        location: Location {
+                            file: open.file.clone(),
+                            line: open.record + 1,
+                        },
+                        body: Body::Row(batch.clone(), *row),
+                    };
+                    *row += 1;
+                    open.record += 1;
+                    return Some(Ok(record));
+                }
+            }
+            match open.reader.next_batch() {
+                Some(Ok(batch)) => open.batch = Some((batch, 0)),
+                Some(Err(e)) => {
+                    self.current = None;
+                    return Some(Err(e));
+                }
+                None => self.current = None,
+            }
+        }
     }
 }
 

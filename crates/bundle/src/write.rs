@@ -1,4 +1,5 @@
-//! Writing a bundle: records streamed into owner-only parts whose SHA-256 is computed
+//! Writing a bundle: records streamed into owner-only parts (NDJSON lines, or Parquet
+//! row groups), whose SHA-256 is computed
 //! while writing, never by reading the files back, and the manifest assembled from what
 //! was written.
 
@@ -10,7 +11,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::encoding::Encoding;
-use crate::manifest::{Manifest, Part, Source};
+use crate::manifest::{ConvertedFrom, Edit, Manifest, Part, Source};
+use crate::parquet::write::PartWriter;
 use crate::record::{RoleRecord, UserRecord};
 use crate::tally::Tally;
 use crate::{fsutil, Error, FORMAT, ROLES_FILE, VERSION};
@@ -29,6 +31,10 @@ pub struct ManifestInfo {
     pub limit: Option<u64>,
     /// Child rows of the source that pointed at no user or role, by table.
     pub orphans: BTreeMap<String, u64>,
+    /// The bundle this one was converted from, for `ferry-import convert`.
+    pub converted_from: Option<ConvertedFrom>,
+    /// The hand edits the records went through (a converted bundle keeps its original's).
+    pub edits: Vec<Edit>,
 }
 
 /// Streams users into `users-NNNNN.<encoding>` parts of at most `part_size` records, and
@@ -49,8 +55,16 @@ pub struct BundleWriter {
 struct OpenPart {
     file_name: String,
     entity: &'static str,
-    out: BufWriter<HashingFile>,
+    out: Sink,
     records: u64,
+}
+
+/// Where an open part's records go.
+enum Sink {
+    /// NDJSON lines.
+    Lines(BufWriter<HashingFile>),
+    /// A Parquet users part.
+    Parquet(Box<PartWriter<BufWriter<HashingFile>>>),
 }
 
 /// A file that hashes what is written to it.
@@ -91,11 +105,6 @@ impl Write for HashingFile {
 impl BundleWriter {
     /// Starts a bundle in `dir`, which must exist.
     pub fn new(dir: &Path, encoding: Encoding, part_size: u64) -> Result<BundleWriter, Error> {
-        if encoding == Encoding::Parquet {
-            return Err(Error::Unsupported(
-                "the Parquet encoding is not built yet; use --format ndjson (the default)".into(),
-            ));
-        }
         Ok(BundleWriter {
             dir: dir.to_path_buf(),
             encoding,
@@ -111,9 +120,6 @@ impl BundleWriter {
     /// Appends one user, starting a new part every `part_size` users.
     pub fn write_user(&mut self, record: &UserRecord) -> Result<(), Error> {
         self.tally.add_user(record);
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, record)?;
-        self.line.push(b'\n');
         let rotate = self
             .current
             .as_ref()
@@ -125,7 +131,22 @@ impl BundleWriter {
             let index = self.parts.iter().filter(|p| p.entity == "users").count();
             self.open(self.encoding.user_part_name(index), "users")?;
         }
-        self.append_line()
+        let part = self.current.as_mut().expect("a part is open");
+        match &mut part.out {
+            Sink::Parquet(writer) => {
+                writer
+                    .push(record)
+                    .map_err(|e| parquet_error(&self.dir, &part.file_name, e))?;
+                part.records += 1;
+                Ok(())
+            }
+            Sink::Lines(_) => {
+                self.line.clear();
+                serde_json::to_writer(&mut self.line, record)?;
+                self.line.push(b'\n');
+                self.append_line()
+            }
+        }
     }
 
     /// Appends one role to `roles.ndjson`. Write all roles before or after the users,
@@ -151,8 +172,10 @@ impl BundleWriter {
 
     fn append_line(&mut self) -> Result<(), Error> {
         let part = self.current.as_mut().expect("a part is open");
-        part.out
-            .write_all(&self.line)
+        let Sink::Lines(out) = &mut part.out else {
+            unreachable!("lines go to NDJSON parts");
+        };
+        out.write_all(&self.line)
             .map_err(|e| Error::io(self.dir.join(&part.file_name), e))?;
         part.records += 1;
         Ok(())
@@ -183,11 +206,14 @@ impl BundleWriter {
             tool: info.tool,
             source: info.source,
             encoding: self.encoding,
+            parquet_schema: (self.encoding == Encoding::Parquet)
+                .then_some(crate::parquet::SCHEMA_VERSION),
+            converted_from: info.converted_from,
             limit: info.limit,
             parts,
             counts,
             password_hashes: census,
-            edits: Vec::new(),
+            edits: info.edits,
         };
         manifest.write(&self.dir)?;
         Ok(manifest)
@@ -206,10 +232,18 @@ impl BundleWriter {
         let path = self.dir.join(&file_name);
         let file = fsutil::create_private(&path).map_err(|e| Error::io(&path, e))?;
         self.created.push(path);
+        let out = BufWriter::with_capacity(256 * 1024, HashingFile::new(file));
+        let out = if entity == "users" && self.encoding == Encoding::Parquet {
+            Sink::Parquet(Box::new(
+                PartWriter::new(out).map_err(|e| parquet_error(&self.dir, &file_name, e))?,
+            ))
+        } else {
+            Sink::Lines(out)
+        };
         self.current = Some(OpenPart {
             file_name,
             entity,
-            out: BufWriter::with_capacity(256 * 1024, HashingFile::new(file)),
+            out,
             records: 0,
         });
         Ok(())
@@ -220,8 +254,13 @@ impl BundleWriter {
             return Ok(());
         };
         let path = self.dir.join(&part.file_name);
-        let hashing = part
-            .out
+        let buffered = match part.out {
+            Sink::Lines(out) => out,
+            Sink::Parquet(writer) => writer
+                .finish()
+                .map_err(|e| parquet_error(&self.dir, &part.file_name, e))?,
+        };
+        let hashing = buffered
             .into_inner()
             .map_err(|e| Error::io(&path, e.into_error()))?;
         let (bytes, sha256) = hashing.finish().map_err(|e| Error::io(&path, e))?;
@@ -233,6 +272,24 @@ impl BundleWriter {
             sha256,
         });
         Ok(())
+    }
+}
+
+/// A Parquet writer's error, as an I/O error when it is one.
+fn parquet_error(dir: &Path, file: &str, e: parquet::errors::ParquetError) -> Error {
+    let path = dir.join(file);
+    match e {
+        parquet::errors::ParquetError::External(inner) => match inner.downcast::<io::Error>() {
+            Ok(io) => Error::io(path, *io),
+            Err(other) => Error::Part {
+                path,
+                message: other.to_string(),
+            },
+        },
+        other => Error::Part {
+            path,
+            message: other.to_string(),
+        },
     }
 }
 

@@ -8,7 +8,10 @@ use clap::{Parser, ValueEnum};
 /// consistent snapshot and the database is never modified. The bundle is a folder of
 /// NDJSON files, one user per line, with every claim, login, token, role and passkey of
 /// that user, plus `manifest.json` with checksums, counts and a census of password
-/// hash formats. Its files are readable by their owner only: they hold password hashes
+/// hash formats. With --format parquet the users parts are Parquet files instead (one
+/// row per user, the same fields, zstd-compressed), for large sources and for querying
+/// the bundle with DuckDB, Polars or pandas; `ferry-import convert` turns either into
+/// the other. Its files are readable by their owner only: they hold password hashes
 /// and 2FA secrets.
 ///
 /// The bundle appears in `--out` only once it is complete; a failed export leaves
@@ -24,6 +27,9 @@ use clap::{Parser, ValueEnum};
 ///
 ///   The whole database, replacing that first bundle:
 ///   $ ferry-export --source app.db --out bundle/ --force
+///
+///   A Parquet bundle, to query before importing:
+///   $ ferry-export --source app.db --out bundle/ --format parquet
 ///
 ///   A summary for scripts:
 ///   $ ferry-export --source app.db --out bundle/ --json | jq .counts
@@ -46,7 +52,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
 
-    /// The encoding of the user parts.
+    /// The encoding of the users parts: NDJSON to read and edit by hand, Parquet for large
+    /// bundles and analysis. Roles are always NDJSON.
     #[arg(long, value_enum, default_value_t = Format::Ndjson)]
     pub format: Format,
 
@@ -73,6 +80,6 @@ pub struct Args {
 pub enum Format {
     /// One JSON object per line.
     Ndjson,
-    /// Apache Parquet (not built yet).
+    /// Apache Parquet: one row per user, columnar and zstd-compressed (docs/parquet.md).
     Parquet,
 }

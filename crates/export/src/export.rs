@@ -11,7 +11,7 @@ use ferry_bundle::{BundleWriter, Encoding, ManifestInfo, RoleRecord, UserRecord}
 
 use crate::args::{Args, Format};
 use crate::output::{self, Summary};
-use crate::staging::{self, Staging};
+use ferry_bundle::staging::Staging;
 
 /// Users per message between the reader and the writer thread.
 const CHUNK: usize = 512;
@@ -45,10 +45,7 @@ pub fn run(args: &Args) -> Result<()> {
         Format::Parquet => Encoding::Parquet,
     };
     let started = Instant::now();
-    staging::check_out(&args.out, args.force)?;
-    let mut said = Vec::new();
-    let staging = Staging::create(&args.out, &mut said)?;
-    staging::remove_on_signal(&args.out)?;
+    let (staging, said) = Staging::prepare(&args.out, args.force)?;
     for line in &said {
         eprintln!("{line}");
     }
@@ -107,6 +104,8 @@ pub fn run(args: &Args) -> Result<()> {
             source: source_of(&description),
             limit: args.limit,
             orphans: counts.orphans,
+            converted_from: None,
+            edits: Vec::new(),
         })
         .context("cannot finish the bundle")?;
     staging.commit()?;

@@ -4,7 +4,6 @@
 mod args;
 mod export;
 mod output;
-mod staging;
 
 use std::process::ExitCode;
 

@@ -32,6 +32,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///   $ ferry-import load bundle/ --schema schemas/scim-user.json --target users.db
 ///   $ echo 'alice-Passw0rd!' | ferry-import login --target users.db --user alice
 ///   $ ferry-import verify bundle/ --target users.db --schema schemas/scim-user.json
+///   $ ferry-import convert bundle/ --to ndjson --out bundle-ndjson/
 ///
 /// Exit status: 0 all good; 1 the command ran and found problems (invalid records, failed
 /// records, a wrong password); 2 it could not run (no such file, a bad schema file, a
@@ -56,6 +57,7 @@ enum Command {
     Seal(cmd::seal::Args),
     Plan(cmd::plan::Args),
     Verify(cmd::verify::Args),
+    Convert(cmd::convert::Args),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Seal(a) => cmd::seal::run(a),
         Command::Plan(a) => cmd::plan::run(a),
         Command::Verify(a) => cmd::verify::run(a),
+        Command::Convert(a) => cmd::convert::run(a),
     };
     match result {
         Ok(status) => status.into(),

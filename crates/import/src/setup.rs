@@ -109,6 +109,20 @@ pub fn roles(bundle: &BundleReader, mapper: &Mapper, quiet: bool) -> Result<Role
     Ok(roles)
 }
 
+/// A progress bar on standard error for `total` records (hidden when stderr is not a
+/// terminal), e.g. `loading`.
+pub fn progress(total: u64, doing: &str) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let progress = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    progress.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {doing} {{bar:40}} {{human_pos}}/{{human_len}} ({{per_sec}}, {{eta}} left)"
+        ))
+        .expect("valid template"),
+    );
+    progress
+}
+
 /// Opens the store `target` names: for writing (created if missing), or read-only (it
 /// must exist, and nothing in it changes).
 pub fn store(target: &str, mode: Mode) -> Result<Box<dyn Store>> {

@@ -25,6 +25,7 @@ fn help_snapshots() {
         ("seal.txt", &["seal", "--help"][..]),
         ("plan.txt", &["plan", "--help"][..]),
         ("verify.txt", &["verify", "--help"][..]),
+        ("convert.txt", &["convert", "--help"][..]),
     ] {
         let text = help(args);
         let path = dir.join(name);

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 use ferry_store::{Importer, Item, ItemPreparer, Mode, Policy, RunCounts, RunEnd, Status};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 
 use crate::args::{MappingArgs, OutputArgs};
 use crate::pipeline::{self, problem_line, With};
@@ -262,13 +262,7 @@ pub fn run(args: Args) -> Result<ExitStatus> {
         .counts
         .users
         .min(args.limit.unwrap_or(u64::MAX));
-    let progress = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    progress.set_style(
-        ProgressStyle::with_template(
-            "{spinner} loading {bar:40} {human_pos}/{human_len} ({per_sec}, {eta} left)",
-        )
-        .expect("valid template"),
-    );
+    let progress = setup::progress(total, "loading");
     let log_batches = progress.is_hidden() && !json;
     let preparation = Preparation {
         recovery_iterations: store.recovery_code_iterations(),

@@ -1,5 +1,6 @@
 //! One module per subcommand: its `Args` and its `run`.
 
+pub mod convert;
 pub mod load;
 pub mod login;
 pub mod plan;

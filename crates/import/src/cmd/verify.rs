@@ -10,7 +10,6 @@ use ferry_bundle::read::RecordError;
 use ferry_bundle::{Location, UserRecord};
 use ferry_passwords::AspNetHash;
 use ferry_store::{normalize, ImportRecord, Mode, Snapshot, Store, ASPNET_ALGORITHM};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
@@ -146,17 +145,6 @@ fn read_credentials(path: &std::path::Path) -> Result<Vec<Credential>> {
     Ok(out)
 }
 
-fn progress(total: u64, what: &'static str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} {{bar:40}} {{human_pos}}/{{human_len}} ({{per_sec}})"
-        ))
-        .expect("valid template"),
-    );
-    bar
-}
-
 pub fn run(args: Args) -> Result<ExitStatus> {
     let mut builder = rayon::ThreadPoolBuilder::new();
     if let Some(n) = args.threads {
@@ -231,7 +219,7 @@ fn verify(args: &Args) -> Result<ExitStatus> {
     // One pass over the bundle: hashes classified and records mapped in parallel; the
     // census, malformed hashes, the users the credentials name and the store comparison
     // in bundle order.
-    let bar = progress(bundle.manifest().counts.users, "checking");
+    let bar = setup::progress(bundle.manifest().counts.users, "checking");
     let mut census = CensusBuilder::default();
     let mut malformed: Vec<Value> = Vec::new();
     let mut unreadable = 0u64;

@@ -1,25 +1,32 @@
-//! The output folder: a bundle is written into a private staging folder beside `--out`
-//! (`.NAME.partial-PID/`) and renamed into place only when complete.
+//! The output folder of a new bundle (`ferry-export`, `ferry-import convert`): a bundle
+//! is written into a private staging folder beside `--out` (`.NAME.partial-PID/`) and
+//! renamed into place only when complete.
 //!
-//! The staging folder holds account data, so it never outlives the export that made it:
-//! it is removed when the export fails, on SIGINT, SIGTERM and SIGHUP (see
-//! [`remove_on_signal`]), and, when a `kill -9` left one behind, by the next export to the
-//! same `--out`, which recognises it by its name, its owner and mode and the process id in
-//! its name being gone.
+//! The staging folder holds account data, so it never outlives the run that made it: it
+//! is removed when the run fails, on SIGINT, SIGTERM and SIGHUP (see
+//! [`remove_on_signal`]), and, when a `kill -9` left one behind, by the next run writing
+//! to the same `--out`, which recognises it by its name, its owner and mode and the
+//! process id in its name being gone.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anyhow::{bail, Context, Result};
+use crate::Error;
+
+type Result<T> = std::result::Result<T, Error>;
+
+fn out_error(message: String) -> Error {
+    Error::Output(message)
+}
 
 /// The staging folder in use, for the signal handler: `None` once committed.
 static IN_USE: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// Names a bundle may hold; `--force` refuses to delete a folder holding anything else.
 fn is_bundle_file(name: &str) -> bool {
-    name == ferry_bundle::MANIFEST
+    name == crate::MANIFEST
         || name == ".manifest.json.tmp"
-        || name == ferry_bundle::ROLES_FILE
+        || name == crate::ROLES_FILE
         || (name.starts_with("users-") && (name.ends_with(".ndjson") || name.ends_with(".parquet")))
 }
 
@@ -35,37 +42,43 @@ fn parent_of(out: &Path) -> PathBuf {
 pub fn check_out(out: &Path, force: bool) -> Result<()> {
     let parent = parent_of(out);
     if !parent.is_dir() {
-        bail!(
+        return Err(out_error(format!(
             "cannot write the bundle to `{}`: the folder `{}` does not exist; create it first, or choose another --out",
             out.display(),
             parent.display()
-        );
+        )));
     }
     if !out.exists() {
         return Ok(());
     }
     if !out.is_dir() {
-        bail!("`{}` exists and is not a folder", out.display());
+        return Err(out_error(format!(
+            "`{}` exists and is not a folder",
+            out.display()
+        )));
     }
     let mut entries = std::fs::read_dir(out)
-        .with_context(|| format!("cannot read `{}`", out.display()))?
-        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect::<Result<Vec<_>, _>>()?;
+        .and_then(|entries| {
+            entries
+                .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect::<std::io::Result<Vec<_>>>()
+        })
+        .map_err(|e| Error::io(out, e))?;
     entries.sort();
     if entries.is_empty() {
         return Ok(());
     }
     if !force {
-        bail!(
+        return Err(out_error(format!(
             "`{}` is not empty; pass --force to replace the bundle in it, or choose another --out",
             out.display()
-        );
+        )));
     }
     if let Some(stranger) = entries.iter().find(|n| !is_bundle_file(n)) {
-        bail!(
+        return Err(out_error(format!(
             "refusing to replace `{}`: it holds `{stranger}`, which is not part of a bundle",
             out.display()
-        );
+        )));
     }
     Ok(())
 }
@@ -98,10 +111,9 @@ fn remove_leftovers(out: &Path) -> Result<Vec<String>> {
     let parent = parent_of(out);
     let prefix = staging_prefix(out);
     let mut said = Vec::new();
-    let entries = std::fs::read_dir(&parent)
-        .with_context(|| format!("cannot read `{}`", parent.display()))?;
+    let entries = std::fs::read_dir(&parent).map_err(|e| Error::io(&parent, e))?;
     for entry in entries {
-        let entry = entry?;
+        let entry = entry.map_err(|e| Error::io(&parent, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = name
             .strip_prefix(&prefix)
@@ -112,7 +124,8 @@ fn remove_leftovers(out: &Path) -> Result<Vec<String>> {
         if pid == std::process::id() as i32 || process_exists(pid) {
             continue;
         }
-        let meta = std::fs::symlink_metadata(entry.path())?;
+        let meta =
+            std::fs::symlink_metadata(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
         let ours = meta.is_dir()
             && meta.uid() == rustix::process::getuid().as_raw()
             && meta.permissions().mode() & 0o777 == 0o700;
@@ -123,10 +136,9 @@ fn remove_leftovers(out: &Path) -> Result<Vec<String>> {
             ));
             continue;
         }
-        std::fs::remove_dir_all(entry.path())
-            .with_context(|| format!("cannot remove `{}`", entry.path().display()))?;
+        std::fs::remove_dir_all(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
         said.push(format!(
-            "removed `{}`, the unfinished bundle of an export that was killed (process {pid} is gone)",
+            "removed `{}`, the unfinished bundle of a run that was killed (process {pid} is gone)",
             entry.path().display()
         ));
     }
@@ -142,6 +154,18 @@ pub struct Staging {
 }
 
 impl Staging {
+    /// Everything a run that writes a new bundle to `out` does first: checks that `out`
+    /// can receive it ([`check_out`]), creates the staging folder ([`Staging::create`])
+    /// and removes it on a signal ([`remove_on_signal`]). Returns the staging folder and
+    /// what it removed of earlier runs, one message each, to show the user.
+    pub fn prepare(out: &Path, force: bool) -> Result<(Staging, Vec<String>)> {
+        check_out(out, force)?;
+        let mut said = Vec::new();
+        let staging = Staging::create(out, &mut said)?;
+        remove_on_signal(out)?;
+        Ok((staging, said))
+    }
+
     /// Creates the staging folder of this process, first removing those that killed
     /// exports left behind (what it removed is in `said`).
     pub fn create(out: &Path, said: &mut Vec<String>) -> Result<Staging> {
@@ -153,9 +177,7 @@ impl Staging {
             use std::os::unix::fs::DirBuilderExt as _;
             builder.mode(0o700);
         }
-        builder
-            .create(&path)
-            .with_context(|| format!("cannot create `{}`", path.display()))?;
+        builder.create(&path).map_err(|e| Error::io(&path, e))?;
         *IN_USE.lock().unwrap_or_else(|e| e.into_inner()) = Some(path.clone());
         Ok(Staging {
             path,
@@ -164,6 +186,7 @@ impl Staging {
         })
     }
 
+    /// The staging folder.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -175,11 +198,9 @@ impl Staging {
         let mut in_use = IN_USE.lock().unwrap_or_else(|e| e.into_inner());
         if self.out.exists() {
             // check_out has verified it holds only bundle files (or nothing).
-            std::fs::remove_dir_all(&self.out)
-                .with_context(|| format!("cannot replace `{}`", self.out.display()))?;
+            std::fs::remove_dir_all(&self.out).map_err(|e| Error::io(&self.out, e))?;
         }
-        std::fs::rename(&self.path, &self.out)
-            .with_context(|| format!("cannot move the bundle into `{}`", self.out.display()))?;
+        std::fs::rename(&self.path, &self.out).map_err(|e| Error::io(&self.out, e))?;
         self.committed = true;
         *in_use = None;
         Ok(())
@@ -197,11 +218,13 @@ impl Drop for Staging {
 }
 
 /// On SIGINT, SIGTERM or SIGHUP, removes the staging folder in use (a bundle that would
-/// be incomplete, holding account data) and ends the process with 128 + the signal.
+/// be incomplete, holding account data), says so on standard error and ends the process
+/// with 128 + the signal: for the binaries that write bundles.
+#[allow(clippy::print_stderr, clippy::exit)]
 pub fn remove_on_signal(out: &Path) -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .context("cannot install the signal handlers")?;
+        .map_err(|e| out_error(format!("cannot install the signal handlers: {e}")))?;
     let out = out.to_path_buf();
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {

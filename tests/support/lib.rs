@@ -411,3 +411,130 @@ pub fn duckdb(script: &str) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The machine's PostgreSQL, as the tests reach it (trust authentication).
+pub const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
+/// The machine's MariaDB, as the tests reach it (root without a password).
+pub const MARIADB: &str = "mysql://root@127.0.0.1:3306";
+
+fn server(url: &str) -> ferry_connect::ServerAddress {
+    match ferry_connect::Spec::parse(url).expect("a test URL") {
+        ferry_connect::Spec::Server(s) => s,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A PostgreSQL database of the test's own, dropped at the end. Fails loudly when the
+/// server cannot be reached: the server tests are never skipped.
+pub struct PgDb {
+    /// The database name.
+    pub name: String,
+}
+
+impl PgDb {
+    /// Creates `ferry_TAG_PID`.
+    pub fn create(tag: &str) -> PgDb {
+        let name = format!("ferry_{tag}_{}", std::process::id());
+        let mut admin = PgDb::admin();
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        PgDb { name }
+    }
+
+    fn admin() -> postgres::Client {
+        ferry_connect::postgres::connect(&server(&format!("{POSTGRES}/test?sslmode=disable")))
+            .unwrap_or_else(|e| panic!("the server tests need PostgreSQL on 127.0.0.1:5432: {e}"))
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> String {
+        format!("{POSTGRES}/{}?sslmode=disable", self.name)
+    }
+
+    /// A connection to it.
+    pub fn client(&self) -> postgres::Client {
+        ferry_connect::postgres::connect(&server(&self.url())).unwrap()
+    }
+
+    /// Copies a fixture into schema `schema`.
+    pub fn load(&self, sqlite: &Path, key_type: ferry_fixtures::KeyType, schema: &str) {
+        let mut client = self.client();
+        ferry_fixtures::server::copy(
+            sqlite,
+            key_type,
+            ferry_fixtures::server::Server::Postgres {
+                client: &mut client,
+                schema,
+            },
+        )
+        .unwrap();
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let _ = PgDb::admin().batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+/// A MariaDB database of the test's own, dropped at the end.
+pub struct MyDb {
+    /// The database name.
+    pub name: String,
+}
+
+impl MyDb {
+    /// Creates `ferry_TAG_PID`.
+    pub fn create(tag: &str) -> MyDb {
+        use mysql::prelude::Queryable as _;
+        let name = format!("ferry_{tag}_{}", std::process::id());
+        let mut admin = MyDb::admin();
+        admin
+            .query_drop(format!("DROP DATABASE IF EXISTS {name}"))
+            .unwrap();
+        admin
+            .query_drop(format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+            .unwrap();
+        MyDb { name }
+    }
+
+    fn admin() -> mysql::Conn {
+        ferry_connect::mysql::connect(&server(&format!("{MARIADB}/test?sslmode=disable")))
+            .unwrap_or_else(|e| panic!("the server tests need MariaDB on 127.0.0.1:3306: {e}"))
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> String {
+        format!("{MARIADB}/{}?sslmode=disable", self.name)
+    }
+
+    /// A connection to it.
+    pub fn conn(&self) -> mysql::Conn {
+        ferry_connect::mysql::connect(&server(&self.url())).unwrap()
+    }
+
+    /// Copies a fixture into it.
+    pub fn load(&self, sqlite: &Path, key_type: ferry_fixtures::KeyType) {
+        let mut conn = self.conn();
+        ferry_fixtures::server::copy(
+            sqlite,
+            key_type,
+            ferry_fixtures::server::Server::Mysql(&mut conn),
+        )
+        .unwrap();
+    }
+}
+
+impl Drop for MyDb {
+    fn drop(&mut self) {
+        use mysql::prelude::Queryable as _;
+        let _ = MyDb::admin().query_drop(format!("DROP DATABASE IF EXISTS {}", self.name));
+    }
+}

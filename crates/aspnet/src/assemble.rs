@@ -16,7 +16,7 @@ use crate::key::Key;
 use crate::layout::{Layout, PasskeyLayout, Table, PASSKEY_DATA_FIELDS, USER_FIELDS};
 use crate::merge::Cursor;
 use crate::rows::{Cell, Query, RowStream, Tables};
-use crate::values::{parse_bool_text, parse_datetime_offset, parse_utc_naive};
+use crate::values::{parse_bool_text, parse_datetime_offset, parse_hex_bytes, parse_utc_naive};
 use crate::{Error, Visit};
 
 /// Where a value is, for error messages.
@@ -108,7 +108,8 @@ fn bytes(c: Cell, at: &At<'_>) -> Result<Option<Vec<u8>>, Error> {
     match c {
         Cell::Null => Ok(None),
         Cell::Bytes(b) => Ok(Some(b)),
-        Cell::Text(t) => Ok(Some(t.into_bytes())),
+        // A dump's hex (`\x…`, `0x…`); else the text's own bytes (SQLite's typing).
+        Cell::Text(t) => Ok(Some(parse_hex_bytes(&t).unwrap_or_else(|| t.into_bytes()))),
         other => Err(at.corrupt(format!("expected bytes, found {}", kind(&other)))),
     }
 }
@@ -740,6 +741,19 @@ fn user_record(row: &mut [Cell], l: &Layout, c: &UserColumns) -> Result<(Key, Us
     Ok((key, record))
 }
 
+/// `Data` with ASP.NET's keys in the order ASP.NET writes them (already so in a text
+/// column; `jsonb` keeps its own order), the others after them in their order.
+fn in_aspnet_order(mut map: Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::with_capacity(map.len());
+    for field in PASSKEY_DATA_FIELDS {
+        if let Some(v) = map.shift_remove(field) {
+            out.insert(field.to_string(), v);
+        }
+    }
+    out.extend(map);
+    out
+}
+
 /// One passkey row after its user id: `CredentialId`, then `Data` or the flat data
 /// columns (see [`PASSKEY_DATA_FIELDS`]).
 fn passkey(row: &mut [Cell], at: &At<'_>, table: &Table, flat: bool) -> Result<Passkey, Error> {
@@ -749,7 +763,7 @@ fn passkey(row: &mut [Cell], at: &At<'_>, table: &Table, flat: bool) -> Result<P
         let a = col(at, table, 2);
         let json = required_text(take(row, 1), &a)?;
         match serde_json::from_str::<Value>(&json) {
-            Ok(Value::Object(map)) => map,
+            Ok(Value::Object(map)) => in_aspnet_order(map),
             Ok(_) => return Err(a.corrupt("Data is JSON but not an object")),
             Err(e) => return Err(a.corrupt(format!("Data is not JSON: {e}"))),
         }

@@ -37,8 +37,10 @@ pub enum Error {
         message: String,
     },
     /// The engine failed during the read.
-    #[error("reading {table}: {cause}")]
+    #[error("`{location}`: reading {table}: {cause}")]
     Query {
+        /// The source: a file name, or a server and database, without credentials.
+        location: String,
         /// The table being read.
         table: String,
         /// The engine's error (in the message, not a `source`, so it is said once).

@@ -48,6 +48,21 @@ impl Migration {
 /// The names of EF's migration history tables (EF Core, then EF6).
 pub const MIGRATION_TABLES: [&str; 2] = ["__EFMigrationsHistory", "__MigrationHistory"];
 
+/// EF's migration history table of `catalog`, if it has one of the expected shape: its
+/// name and its `MigrationId` and `ProductVersion` columns (snake_case under
+/// EFCore.NamingConventions).
+pub fn migration_history(catalog: &Catalog) -> Option<(String, String, String)> {
+    MIGRATION_TABLES.iter().find_map(|history| {
+        let (name, columns) = catalog
+            .tables
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(history))?;
+        let id = find_column(columns, &["MigrationId"])?;
+        let version = find_column(columns, &["ProductVersion"])?;
+        Some((name.clone(), id.name.clone(), version.name.clone()))
+    })
+}
+
 /// The table naming convention.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Naming {

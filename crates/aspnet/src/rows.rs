@@ -64,6 +64,26 @@ pub trait Tables: Send {
     fn count(&mut self, table: &str) -> Result<u64, Error>;
 }
 
+/// What an engine's source is made of: its tables (and, when the engine has a second
+/// connection in the same snapshot, the tables to read the children on), and the
+/// resolved layout. Every engine's source is an [`crate::IdentitySource`] through it.
+pub struct Parts<'a> {
+    /// The tables users and roles are read from.
+    pub main: &'a mut dyn Tables,
+    /// The same tables on a second connection in the same snapshot, for the children.
+    pub children: Option<&'a mut dyn Tables>,
+    /// The layout.
+    pub layout: &'a crate::Layout,
+}
+
+/// A source read by the engine-neutral assembler.
+pub trait Assembled {
+    /// What the source is.
+    fn described(&self) -> &crate::Description;
+    /// Its tables and layout.
+    fn parts(&mut self) -> Parts<'_>;
+}
+
 /// How a SQL engine quotes names and orders text byte by byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dialect {

@@ -2,16 +2,13 @@
 
 use std::path::Path;
 
-use ferry_bundle::manifest::Counts;
-use ferry_bundle::{RoleRecord, UserRecord};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 
-use crate::assemble;
 use crate::layout::{self, Catalog, Column, Layout};
-use crate::rows::{select, Cell, Dialect, Query, RowStream, Tables, WithStreams};
+use crate::rows::{select, Assembled, Cell, Dialect, Parts, Query, RowStream, Tables, WithStreams};
 use crate::snapshot::{self, JournalMode, Snapshot, SnapshotError};
-use crate::{Description, Error, IdentitySource, Visit};
+use crate::{Description, Error};
 
 /// An Identity database in a SQLite file.
 ///
@@ -166,24 +163,23 @@ impl SqliteSource {
             location: path.display().to_string(),
             missing: m.0,
         })?;
-        let description = Description {
-            engine: "sqlite",
-            location: path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| path.display().to_string()),
-            generation: layout.generation,
-            evidence: layout.evidence.clone(),
-            naming: layout.naming,
-            tables: layout.table_names(),
-            extra_user_columns: layout.extra.iter().map(|c| c.name.clone()).collect(),
-            key_type: layout.key_type,
-            migrations: catalog.migrations.clone(),
-            notes: Vec::new(),
-        };
+        let location = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let description = Description::of(
+            "sqlite",
+            location.clone(),
+            &layout,
+            catalog.migrations.clone(),
+            None,
+        );
         Ok(SqliteSource {
-            conn: SqliteTables { conn },
-            children: children.map(|conn| SqliteTables { conn }),
+            conn: SqliteTables {
+                conn,
+                location: location.clone(),
+            },
+            children: children.map(|conn| SqliteTables { conn, location }),
             layout,
             description,
             _copy: None,
@@ -203,30 +199,6 @@ fn read_catalog(conn: &Connection) -> rusqlite::Result<Catalog> {
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let mut catalog = Catalog::default();
-    for history in layout::MIGRATION_TABLES {
-        let Some(name) = names.iter().find(|n| n.eq_ignore_ascii_case(history)) else {
-            continue;
-        };
-        let sql = format!(
-            r#"SELECT "MigrationId", "ProductVersion" FROM {} ORDER BY "MigrationId""#,
-            quote(name)
-        );
-        // A history table of another shape is not evidence; skip it.
-        if let Ok(mut stmt) = conn.prepare(&sql) {
-            catalog.migrations = stmt
-                .query_map([], |r| {
-                    Ok(layout::Migration {
-                        table: name.clone(),
-                        id: r.get(0)?,
-                        product_version: r.get(1)?,
-                    })
-                })?
-                .collect::<Result<_, _>>()?;
-        }
-        if !catalog.migrations.is_empty() {
-            break;
-        }
-    }
     for name in names {
         let mut info = conn.prepare(&format!("PRAGMA table_info({})", quote(&name)))?;
         let columns = info
@@ -239,11 +211,31 @@ fn read_catalog(conn: &Connection) -> rusqlite::Result<Catalog> {
             .collect::<Result<Vec<_>, _>>()?;
         catalog.tables.push((name, columns));
     }
+    if let Some((table, id, version)) = layout::migration_history(&catalog) {
+        let sql = format!(
+            "SELECT {}, {} FROM {} ORDER BY {}",
+            quote(&id),
+            quote(&version),
+            quote(&table),
+            quote(&id)
+        );
+        catalog.migrations = conn
+            .prepare(&sql)?
+            .query_map([], |r| {
+                Ok(layout::Migration {
+                    table: table.clone(),
+                    id: r.get(0)?,
+                    product_version: r.get(1)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+    }
     Ok(catalog)
 }
 
-fn query_err(table: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+fn query_err<'a>(location: &'a str, table: &'a str) -> impl Fn(rusqlite::Error) -> Error + 'a {
     move |e| Error::Query {
+        location: location.to_string(),
         table: table.to_string(),
         cause: Box::new(e),
     }
@@ -252,6 +244,8 @@ fn query_err(table: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
 /// One connection's tables, inside its read transaction.
 struct SqliteTables {
     conn: Connection,
+    /// The file name, for errors.
+    location: String,
 }
 
 /// The rows of one SQLite statement as cells.
@@ -259,16 +253,21 @@ struct SqliteRows<'s> {
     rows: rusqlite::Rows<'s>,
     columns: usize,
     table: &'s str,
+    location: &'s str,
 }
 
 impl RowStream for SqliteRows<'_> {
     fn next_row(&mut self, row: &mut Vec<Cell>) -> Result<bool, Error> {
-        let Some(r) = self.rows.next().map_err(query_err(self.table))? else {
+        let Some(r) = self
+            .rows
+            .next()
+            .map_err(query_err(self.location, self.table))?
+        else {
             return Ok(false);
         };
         row.clear();
         for i in 0..self.columns {
-            let v = r.get_ref(i).map_err(query_err(self.table))?;
+            let v = r.get_ref(i).map_err(query_err(self.location, self.table))?;
             row.push(match v {
                 ValueRef::Null => Cell::Null,
                 ValueRef::Integer(i) => Cell::Integer(i),
@@ -302,16 +301,19 @@ impl Tables for SqliteTables {
             let stmt = self
                 .conn
                 .prepare(&select(&Dialect::SQLITE, q))
-                .map_err(query_err(&q.table))?;
+                .map_err(query_err(&self.location, &q.table))?;
             stmts.push(stmt);
         }
         let mut streams = Vec::with_capacity(queries.len());
         for (stmt, q) in stmts.iter_mut().zip(queries) {
             let columns = stmt.column_count();
             streams.push(SqliteRows {
-                rows: stmt.query([]).map_err(query_err(&q.table))?,
+                rows: stmt
+                    .query([])
+                    .map_err(query_err(&self.location, &q.table))?,
                 columns,
                 table: &q.table,
+                location: &self.location,
             });
         }
         let mut refs: Vec<&mut dyn RowStream> = streams
@@ -329,36 +331,30 @@ impl Tables for SqliteTables {
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n as u64)
-            .map_err(query_err(table))
+            .map_err(query_err(&self.location, table))
     }
 }
 
-impl IdentitySource for SqliteSource {
-    fn description(&self) -> &Description {
+impl Assembled for SqliteSource {
+    fn described(&self) -> &Description {
         &self.description
     }
 
-    fn user_count(&mut self) -> Result<u64, Error> {
-        self.conn.count(&self.layout.users.name)
-    }
-
-    fn roles(&mut self, visit: &mut Visit<'_, RoleRecord>) -> Result<Counts, Error> {
-        assemble::read_roles(&mut self.conn, &self.layout, visit)
-    }
-
-    fn users(
-        &mut self,
-        limit: Option<u64>,
-        visit: &mut Visit<'_, UserRecord>,
-    ) -> Result<Counts, Error> {
-        let children = self.children.as_mut().map(|c| c as &mut dyn Tables);
-        assemble::read_users(&mut self.conn, children, &self.layout, limit, visit)
+    fn parts(&mut self) -> Parts<'_> {
+        Parts {
+            main: &mut self.conn,
+            children: self.children.as_mut().map(|c| c as &mut dyn Tables),
+            layout: &self.layout,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::IdentitySource as _;
+    use ferry_bundle::manifest::Counts;
+    use ferry_bundle::UserRecord;
     use ferry_fixtures::{generate, Generation, Options};
 
     fn fixture(dir: &Path, users: u64) -> std::path::PathBuf {

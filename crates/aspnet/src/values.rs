@@ -11,6 +11,24 @@ pub(crate) fn parse_datetime_offset(text: &str) -> Option<DateTime<FixedOffset>>
         .or_else(|| DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%:z").ok())
         .or_else(|| DateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f%:z").ok())
         .or_else(|| DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%#z").ok())
+        // SQL Server's datetimeoffset as sqlcmd and bcp print it.
+        .or_else(|| DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f %:z").ok())
+}
+
+/// Bytes written as hex text: `\x0102…` (PostgreSQL's `bytea`) or `0x0102…` (SQL
+/// Server's `varbinary`), as dumps carry them.
+pub(crate) fn parse_hex_bytes(text: &str) -> Option<Vec<u8>> {
+    let digits = text
+        .strip_prefix("\\x")
+        .or_else(|| text.strip_prefix("0x"))
+        .or_else(|| text.strip_prefix("0X"))?;
+    if digits.len() % 2 != 0 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).ok())
+        .collect()
 }
 
 /// Parses a UTC time without offset (classic `LockoutEndDateUtc`), as `+00:00`.
@@ -29,8 +47,8 @@ pub(crate) fn parse_utc_naive(text: &str) -> Option<DateTime<FixedOffset>> {
 /// Parses a boolean stored as text.
 pub(crate) fn parse_bool_text(text: &str) -> Option<bool> {
     match text.trim() {
-        "1" => Some(true),
-        "0" => Some(false),
+        "1" | "t" => Some(true),
+        "0" | "f" => Some(false),
         t if t.eq_ignore_ascii_case("true") => Some(true),
         t if t.eq_ignore_ascii_case("false") => Some(false),
         _ => None,
@@ -64,6 +82,22 @@ mod tests {
         assert!(parse_datetime_offset("2026-12-01 10:00:00+00:00").is_some());
         assert!(parse_datetime_offset("2026-12-01T10:00:00Z").is_some());
         assert!(parse_datetime_offset("soon").is_none());
+        assert_eq!(
+            parse_datetime_offset("2030-01-02 03:04:05.1234567 +02:00")
+                .unwrap()
+                .to_rfc3339(),
+            "2030-01-02T03:04:05.123456700+02:00"
+        );
+        assert_eq!(
+            parse_datetime_offset("2024-03-16 06:30:00.123456+00")
+                .unwrap()
+                .to_rfc3339(),
+            "2024-03-16T06:30:00.123456+00:00"
+        );
+        assert_eq!(parse_hex_bytes("\\x01ff"), Some(vec![1, 255]));
+        assert_eq!(parse_hex_bytes("0x01FF"), Some(vec![1, 255]));
+        assert_eq!(parse_hex_bytes("0x1"), None);
+        assert_eq!(parse_hex_bytes("hello"), None);
         assert_eq!(
             parse_utc_naive("2015-03-04 05:06:07.123")
                 .unwrap()

@@ -70,6 +70,9 @@ pub struct Source {
     /// EF's migration history, when the source has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migrations: Option<MigrationHistory>,
+    /// The server's version, for server sources (e.g. `PostgreSQL 15.20`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
 }
 
 fn string_key() -> String {

@@ -31,6 +31,7 @@ fn info() -> ManifestInfo {
             extra_user_columns: vec![],
             key_type: "string".into(),
             migrations: None,
+            server_version: None,
         },
         limit: None,
         orphans: BTreeMap::new(),

@@ -17,8 +17,18 @@ use clap::{Parser, ValueEnum};
 /// The bundle appears in `--out` only once it is complete; a failed export leaves
 /// nothing behind.
 ///
-/// SOURCE is the path of a SQLite file. (PostgreSQL `postgres://…`, MySQL/MariaDB
-/// `mysql://…` and CSV dumps `csv:DIR` are part of the design but not built yet.)
+/// SOURCE is one of:
+///
+///   app.db                                 a SQLite file
+///   postgres://user:pass@host:5432/db      PostgreSQL (?schema=NAME, ?sslmode=require|verify-full…)
+///   mysql://user:pass@host:3306/db         MySQL or MariaDB (mariadb:// too)
+///   csv:DIR                                one CSV file per table, e.g. dumped from SQL Server
+///   "Host=…;Database=…;Username=…;Password=…"   the connection string of appsettings.json
+///                                          (Npgsql, MySqlConnector/Pomelo, Microsoft.Data.Sqlite)
+///
+/// or, with --appsettings, the application's own appsettings.json. A server is read
+/// inside one read-only snapshot transaction, with TLS as the sslmode asks; passwords
+/// never appear in any output or in the manifest.
 ///
 /// Examples:
 ///
@@ -31,11 +41,15 @@ use clap::{Parser, ValueEnum};
 ///   A Parquet bundle, to query before importing:
 ///   $ ferry-export --source app.db --out bundle/ --format parquet
 ///
+///   From the application's own configuration:
+///   $ ferry-export --appsettings /srv/app/appsettings.json --environment Production --out bundle/
+///
 ///   A summary for scripts:
 ///   $ ferry-export --source app.db --out bundle/ --json | jq .counts
 ///
-/// Exit status: 0 when the bundle was written, 2 when it was not (no such file, not an
-/// Identity database, a corrupt row, an output folder in the way).
+/// Exit status: 0 when the bundle was written, 2 when it was not (no such file, a server
+/// that cannot be reached or refuses the login, not an Identity database, a table the
+/// user may not read, a corrupt row, an output folder in the way).
 #[derive(Parser, Debug)]
 #[command(
     name = "ferry-export",
@@ -44,9 +58,31 @@ use clap::{Parser, ValueEnum};
     max_term_width = 100
 )]
 pub struct Args {
-    /// The Identity database: a SQLite file.
-    #[arg(long, value_name = "SOURCE")]
-    pub source: String,
+    /// The Identity database: a SQLite file, a server URL, csv:DIR or a connection string.
+    #[arg(
+        long,
+        value_name = "SOURCE",
+        required_unless_present = "appsettings",
+        conflicts_with = "appsettings"
+    )]
+    pub source: Option<String>,
+
+    /// Read the connection string from this appsettings.json (its ConnectionStrings section).
+    #[arg(long, value_name = "FILE")]
+    pub appsettings: Option<PathBuf>,
+
+    /// The connection string to use from --appsettings.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "DefaultConnection",
+        requires = "appsettings"
+    )]
+    pub connection_name: String,
+
+    /// Also read appsettings.ENV.json beside --appsettings, which wins (as ASPNETCORE_ENVIRONMENT=ENV does).
+    #[arg(long, value_name = "ENV", requires = "appsettings")]
+    pub environment: Option<String>,
 
     /// The bundle folder to write. It must not exist or be empty, unless --force.
     #[arg(long, value_name = "DIR")]

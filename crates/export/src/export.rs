@@ -4,8 +4,10 @@ use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use ferry_aspnet::{Description, IdentitySource, SqliteSource};
+use anyhow::{Context, Result};
+use ferry_aspnet::{
+    CsvSource, Description, IdentitySource, MysqlSource, PostgresSource, SqliteSource,
+};
 use ferry_bundle::manifest::{Counts, MigrationHistory, MigrationRow, Source};
 use ferry_bundle::{BundleWriter, Encoding, ManifestInfo, RoleRecord, UserRecord};
 
@@ -23,20 +25,27 @@ enum Message {
     Users(Vec<UserRecord>),
 }
 
-/// Opens the source named on the command line; `scratch` is a private folder for a copy
-/// of a WAL-mode SQLite file.
-fn open_source(spec: &str, scratch: &Path) -> Result<Box<dyn IdentitySource + Send>> {
-    let lower = spec.to_ascii_lowercase();
-    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
-        bail!("PostgreSQL sources are not supported yet; export from a SQLite file");
-    }
-    if lower.starts_with("mysql://") || lower.starts_with("mariadb://") {
-        bail!("MySQL/MariaDB sources are not supported yet; export from a SQLite file");
-    }
-    if lower.starts_with("csv:") {
-        bail!("CSV table dumps are not supported yet; export from a SQLite file");
-    }
-    Ok(Box::new(SqliteSource::open_in(Path::new(spec), scratch)?))
+/// Opens the source named on the command line (or in the application's appsettings.json);
+/// `scratch` is a private folder for what a source needs on disk (a copy of a WAL-mode
+/// SQLite file, the spooled tables of a MySQL source, the sorted runs of CSV dumps).
+fn open_source(args: &Args, scratch: &Path) -> Result<Box<dyn IdentitySource + Send>> {
+    let text = match (&args.source, &args.appsettings) {
+        (Some(source), _) => source.clone(),
+        (None, Some(file)) => ferry_connect::appsettings::connection_string(
+            file,
+            &args.connection_name,
+            args.environment.as_deref(),
+        )?,
+        (None, None) => unreachable!("clap requires --source or --appsettings"),
+    };
+    Ok(match ferry_connect::Spec::parse(&text)? {
+        ferry_connect::Spec::Sqlite(path) => Box::new(SqliteSource::open_in(&path, scratch)?),
+        ferry_connect::Spec::Server(address) => match address.engine {
+            ferry_connect::Engine::Postgres => Box::new(PostgresSource::open(&address)?),
+            ferry_connect::Engine::Mysql => Box::new(MysqlSource::open(&address, scratch)?),
+        },
+        ferry_connect::Spec::Csv(dir) => Box::new(CsvSource::open(&dir, scratch)?),
+    })
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -49,7 +58,7 @@ pub fn run(args: &Args) -> Result<()> {
     for line in &said {
         eprintln!("{line}");
     }
-    let mut source = open_source(&args.source, staging.path())?;
+    let mut source = open_source(args, staging.path())?;
     let description = source.description().clone();
     let total = match args.limit {
         Some(limit) => source.user_count()?.min(limit),
@@ -66,6 +75,9 @@ pub fn run(args: &Args) -> Result<()> {
                 tx.send(Message::Role(role))
                     .map_err(|_| ferry_aspnet::Error::Visitor("the writer stopped".into()))
             })?;
+            if std::env::var_os("FERRY_TEST_PAUSE_AFTER_ROLES").is_some() {
+                pause();
+            }
             let mut chunk = Vec::with_capacity(CHUNK);
             let mut counts = source.users(limit, &mut |user| {
                 chunk.push(user);
@@ -153,6 +165,25 @@ fn source_of(d: &Description) -> Source {
             }),
             _ => None,
         },
+        server_version: d.server_version.clone(),
+    }
+}
+
+/// Test only: stops for good, or, with `FERRY_TEST_RESUME_FILE`, until that file exists
+/// (so that a test can change the source while an export is under way). The writer
+/// pauses after `FERRY_TEST_PAUSE_AFTER_USERS` users; the reader, with
+/// `FERRY_TEST_PAUSE_AFTER_ROLES`, between the roles and the users.
+fn pause() {
+    match std::env::var_os("FERRY_TEST_RESUME_FILE") {
+        Some(file) => {
+            let _ = std::fs::write(Path::new(&file).with_extension("paused"), b"");
+            while !Path::new(&file).exists() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        None => loop {
+            std::thread::park();
+        },
     }
 }
 
@@ -177,9 +208,7 @@ fn write(
                         writer.write_user(user)?;
                         written += 1;
                         if pause_after == Some(written) {
-                            loop {
-                                std::thread::park();
-                            }
+                            pause();
                         }
                     }
                     progress.inc(users.len() as u64);

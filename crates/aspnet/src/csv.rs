@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use crate::key::KeyType;
 use crate::layout::{self, Catalog, Column, Layout};
 use crate::rows::{Assembled, Cell, Parts, Query, RowStream, Tables, WithStreams};
-use crate::spool::{Sorted, Sorter, SORT_BUDGET};
+use crate::spool::{Cut, Sorted, Sorter, SORT_BUDGET};
 use crate::values::{parse_bool_text, parse_hex_bytes};
 use crate::{Description, Error};
 
@@ -433,39 +433,12 @@ impl CsvTables {
     }
 }
 
-/// Sorted rows cut to the query's columns and limit.
-struct Rows {
-    sorted: Sorted,
-    columns: usize,
-    left: Option<u64>,
-}
-
-impl RowStream for Rows {
-    fn next_row(&mut self, row: &mut Vec<Cell>) -> Result<bool, Error> {
-        if self.left == Some(0) {
-            return Ok(false);
-        }
-        if !self.sorted.next_row(row)? {
-            return Ok(false);
-        }
-        row.truncate(self.columns);
-        if let Some(n) = self.left.as_mut() {
-            *n -= 1;
-        }
-        Ok(true)
-    }
-}
-
 impl Tables for CsvTables {
     fn stream(&mut self, queries: &[Query], f: &mut WithStreams<'_>) -> Result<(), Error> {
         let budget = SORT_BUDGET / queries.len().max(1);
         let mut streams = Vec::with_capacity(queries.len());
         for q in queries {
-            streams.push(Rows {
-                sorted: self.sorted(q, budget)?,
-                columns: q.columns.len(),
-                left: q.limit,
-            });
+            streams.push(Cut::new(self.sorted(q, budget)?, q));
         }
         let mut refs: Vec<&mut dyn RowStream> = streams
             .iter_mut()

@@ -5,10 +5,14 @@
 //! Everything is read inside one `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY`
 //! transaction on one connection: one snapshot. A MySQL connection streams one result
 //! at a time and MySQL cannot share a snapshot between connections, so of the tables the
-//! assembler reads side by side, all but the first are first streamed into private spool
-//! files (in the unfinished bundle's folder), then the first is streamed live beside
-//! them. Text keys are ordered by their UTF-8 bytes (`CONVERT(… USING utf8mb4) COLLATE
-//! utf8mb4_bin`), as the merge compares them, whatever the columns' collation.
+//! assembler reads side by side, all but the first are first read whole, in the server's
+//! storage order (a plain scan, as a dump reads them), and put into key order by an
+//! external sort in the unfinished bundle's private folder; then the first (the users) is
+//! streamed live beside them, ordered on the server. Text keys are ordered by their UTF-8
+//! bytes, as the merge compares them, whatever the columns' collation: by the sort, and
+//! on the server by `CONVERT(… USING utf8mb4) COLLATE utf8mb4_bin`, except where every
+//! key is an integer or made only of digits, hyphens and letters of one case (GUIDs):
+//! those sort the same in every collation, so the index's order serves.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +24,7 @@ use mysql::{Conn, Value};
 
 use crate::layout::{self, Catalog, Column, Layout};
 use crate::rows::{Assembled, Cell, Dialect, Parts, Query, RowStream, Tables, WithStreams};
-use crate::spool::{Spool, SpoolReader};
+use crate::spool::{Cut, Sorter, SORT_BUDGET};
 use crate::values::parse_utc_naive;
 use crate::{Description, Error};
 
@@ -41,6 +45,9 @@ pub struct MysqlSource {
 
 struct MyTables {
     conn: Conn,
+    /// Tables whose key the server's own order already sorts byte by byte (see
+    /// [`keys_sort_as_bytes`]), read in index order instead of sorted.
+    in_index_order: std::collections::HashSet<String>,
     /// Per table, per column, the column type (`varchar(255)`, `tinyint(1)`, …).
     types: HashMap<String, HashMap<String, String>>,
     location: String,
@@ -86,6 +93,38 @@ impl MysqlSource {
             location: location.clone(),
             missing: m.0,
         })?;
+        let mut in_index_order = std::collections::HashSet::new();
+        let users_table = layout.users.name.clone();
+        let user_id = layout.users.column(0).expect("Id").to_string();
+        if keys_sort_as_bytes(&mut conn, &users_table, &user_id).map_err(my)? {
+            in_index_order.insert(users_table);
+            for t in [
+                &layout.claims,
+                &layout.logins,
+                &layout.tokens,
+                &layout.user_roles,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                in_index_order.insert(t.name.clone());
+            }
+            if let Some(layout::PasskeyLayout::Json(t) | layout::PasskeyLayout::Flat(t)) =
+                &layout.passkeys
+            {
+                in_index_order.insert(t.name.clone());
+            }
+        }
+        if let Some(roles) = &layout.roles {
+            if keys_sort_as_bytes(&mut conn, &roles.name, roles.column(0).unwrap_or("Id"))
+                .map_err(my)?
+            {
+                in_index_order.insert(roles.name.clone());
+                if let Some(t) = &layout.role_claims {
+                    in_index_order.insert(t.name.clone());
+                }
+            }
+        }
         let mut notes = Vec::new();
         // MySQL lists only the tables the user may read: a child table the user may not
         // read looks absent.
@@ -116,6 +155,7 @@ impl MysqlSource {
         Ok(MysqlSource {
             conn: MyTables {
                 conn,
+                in_index_order,
                 types,
                 location,
                 scratch: scratch.to_path_buf(),
@@ -132,6 +172,21 @@ impl MysqlSource {
 }
 
 type Types = HashMap<String, HashMap<String, String>>;
+
+/// Whether the server's own order of `table`'s key `column` (its collation's, as its
+/// index keeps it) is their byte order: integer keys, and text keys of only digits,
+/// hyphens and letters of one case (GUIDs), sort the same under every MySQL collation.
+/// Other keys are sorted by their bytes on the server (slower: no index serves it).
+fn keys_sort_as_bytes(conn: &mut Conn, table: &str, column: &str) -> Result<bool, mysql::Error> {
+    let (t, c) = (DIALECT.quote(table), DIALECT.quote(column));
+    let row: Option<(Option<i64>, Option<i64>, Option<i64>)> = conn.query_first(format!(
+        "SELECT SUM({c} REGEXP '[^-0-9a-zA-Z]'), SUM(BINARY {c} <> BINARY LOWER({c})), SUM(BINARY {c} <> BINARY UPPER({c})) FROM {t}"
+    ))?;
+    let Some((odd, not_lower, not_upper)) = row else {
+        return Ok(true);
+    };
+    Ok(odd.unwrap_or(0) == 0 && (not_lower.unwrap_or(0) == 0 || not_upper.unwrap_or(0) == 0))
+}
 
 fn read_catalog(conn: &mut Conn) -> Result<(Catalog, Types), mysql::Error> {
     let rows: Vec<(String, String, String)> = conn.query(
@@ -192,10 +247,18 @@ impl MyTables {
             })
             .collect();
         let types = self.types.get(&q.table);
+        // The key of a table whose keys sort the same in every collation is left to the
+        // server's order, which its index already keeps; other text columns are sorted
+        // by their bytes.
+        let key_in_index_order = self.in_index_order.contains(&q.table);
         let order: Vec<String> = q
             .order
             .iter()
-            .map(|c| {
+            .enumerate()
+            .map(|(i, c)| {
+                if i == 0 && key_in_index_order {
+                    return DIALECT.quote(c);
+                }
                 let t = types
                     .and_then(|t| t.get(c))
                     .map(String::as_str)
@@ -220,6 +283,38 @@ impl MyTables {
             sql.push_str(&format!(" LIMIT {n}"));
         }
         sql
+    }
+
+    /// `q` without `ORDER BY` or limit (applied after sorting), its order columns
+    /// appended when it does not select them, and their positions in the row.
+    fn select_unordered(&self, q: &Query) -> (String, Vec<usize>) {
+        let mut columns: Vec<Option<String>> = q.columns.clone();
+        let mut order = Vec::with_capacity(q.order.len());
+        for o in &q.order {
+            match columns
+                .iter()
+                .position(|c| c.as_deref() == Some(o.as_str()))
+            {
+                Some(i) => order.push(i),
+                None => {
+                    order.push(columns.len());
+                    columns.push(Some(o.clone()));
+                }
+            }
+        }
+        let list: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                c.as_deref()
+                    .map_or("NULL".to_string(), |c| DIALECT.quote(c))
+            })
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {}",
+            list.join(", "),
+            DIALECT.quote(&q.table)
+        );
+        (sql, order)
     }
 
     fn error(&self, table: &str, e: mysql::Error) -> Error {
@@ -364,11 +459,15 @@ impl Tables for MyTables {
         let Some((first, rest)) = queries.split_first() else {
             return f(&mut []);
         };
-        // All but the first, into spools, one after another in the snapshot.
-        let mut spooled: Vec<SpoolReader> = Vec::with_capacity(rest.len());
+        // All but the first, read in the server's storage order (a full scan, as a dump
+        // reads it: sorting rows with long text columns costs MySQL a random lookup per
+        // row) and put into key order here by an external sort, one after another in
+        // the snapshot.
+        let budget = SORT_BUDGET / rest.len().max(1);
+        let mut spooled: Vec<Cut> = Vec::with_capacity(rest.len());
         for q in rest {
-            let sql = self.select(q);
-            let mut spool = Spool::create(&self.scratch)?;
+            let (sql, order) = self.select_unordered(q);
+            let mut sorter = Sorter::new(&self.scratch, order, budget);
             {
                 let location = self.location.clone();
                 let mut result = self
@@ -376,18 +475,18 @@ impl Tables for MyTables {
                     .query_iter(sql)
                     .map_err(|e| query_error(&location, &q.table, e))?;
                 let (decoders, names) = decoders(&result);
-                let mut row = Vec::with_capacity(decoders.len());
                 for r in result.by_ref() {
                     let r = r.map_err(|e| query_error(&location, &q.table, e))?;
+                    let mut row = Vec::with_capacity(decoders.len());
                     decode_row(r, &decoders, &names, &mut row).map_err(|cause| Error::Query {
                         location: location.clone(),
                         table: q.table.clone(),
                         cause: cause.into(),
                     })?;
-                    spool.push(&row)?;
+                    sorter.push(row)?;
                 }
             }
-            spooled.push(spool.into_reader()?);
+            spooled.push(Cut::new(sorter.finish()?, q));
         }
         let sql = self.select(first);
         let location = self.location.clone();

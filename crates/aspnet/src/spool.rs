@@ -406,6 +406,40 @@ impl RowStream for Sorted {
     }
 }
 
+/// Sorted rows cut to a query's columns (dropping the order columns added to sort by)
+/// and limit.
+pub(crate) struct Cut {
+    sorted: Sorted,
+    columns: usize,
+    left: Option<u64>,
+}
+
+impl Cut {
+    pub(crate) fn new(sorted: Sorted, q: &crate::rows::Query) -> Cut {
+        Cut {
+            sorted,
+            columns: q.columns.len(),
+            left: q.limit,
+        }
+    }
+}
+
+impl RowStream for Cut {
+    fn next_row(&mut self, row: &mut Vec<Cell>) -> Result<bool, Error> {
+        if self.left == Some(0) {
+            return Ok(false);
+        }
+        if !self.sorted.next_row(row)? {
+            return Ok(false);
+        }
+        row.truncate(self.columns);
+        if let Some(n) = self.left.as_mut() {
+            *n -= 1;
+        }
+        Ok(true)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,3 +24,16 @@ def measure(cmd, stdout=subprocess.DEVNULL, env=None, ok_codes=(0,)):
             text = err.read().decode(errors="replace")
             raise SystemExit(f"{' '.join(map(str, cmd))} failed ({code}):\n{text[-4000:]}")
     return seconds, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
+
+
+# The tables ferry reads, as every baseline dumps them.
+IDENTITY_TABLES = [
+    "AspNetUsers",
+    "AspNetUserClaims",
+    "AspNetUserLogins",
+    "AspNetUserTokens",
+    "AspNetUserRoles",
+    "AspNetUserPasskeys",
+    "AspNetRoles",
+    "AspNetRoleClaims",
+]

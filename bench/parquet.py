@@ -23,7 +23,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from measure import measure  # noqa: E402
+from measure import IDENTITY_TABLES, measure  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -32,16 +32,7 @@ PYDEPS = os.path.join(OUT, "pydeps")
 DUCKDB = "1.5.5"
 ROUNDS = 3
 
-TABLES = [
-    "AspNetUsers",
-    "AspNetUserClaims",
-    "AspNetUserLogins",
-    "AspNetUserTokens",
-    "AspNetUserRoles",
-    "AspNetUserPasskeys",
-    "AspNetRoles",
-    "AspNetRoleClaims",
-]
+TABLES = IDENTITY_TABLES
 
 DUCKDB_SCRIPT = """
 import glob, os, sys

@@ -27,23 +27,14 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from measure import measure  # noqa: E402
+from measure import IDENTITY_TABLES, measure  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
 TARGET = os.path.join(ROOT, "target", "release")
 ROUNDS = 3
 
-TABLES = [
-    "AspNetUsers",
-    "AspNetUserClaims",
-    "AspNetUserLogins",
-    "AspNetUserTokens",
-    "AspNetUserRoles",
-    "AspNetUserPasskeys",
-    "AspNetRoles",
-    "AspNetRoleClaims",
-]
+TABLES = IDENTITY_TABLES
 
 
 def pg_url(db):

@@ -38,13 +38,7 @@ fn store(w: &Workdir) -> Connection {
 }
 
 fn algorithm_of(w: &Workdir, user: &str) -> String {
-    store(w)
-        .query_row(
-            "SELECT p.algorithm FROM passwords p JOIN users u ON u.id = p.user_id WHERE u.user_name = ?1",
-            [user],
-            |r| r.get(0),
-        )
-        .unwrap()
+    ferry_e2e::password_algorithm(&w.path("users.db"), user)
 }
 
 #[test]

@@ -5,15 +5,6 @@ use ferry_fixtures::Generation;
 use ferry_passwords::{AspNetHash, Prf};
 use rusqlite::Connection;
 
-fn csv_text(rows: &[(String, String)]) -> String {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["user", "password"]).unwrap();
-    for (u, p) in rows {
-        w.write_record([u, p]).unwrap();
-    }
-    String::from_utf8(w.into_inner().unwrap()).unwrap()
-}
-
 #[test]
 fn every_public_vector_through_verify_credentials() {
     let v = vectors();
@@ -66,7 +57,7 @@ fn every_public_vector_through_verify_credentials() {
         .collect();
     rows.push(("nobody".into(), "x".into()));
     rows.push(("frank".into(), "whatever".into()));
-    std::fs::write(w.path("creds.csv"), csv_text(&rows)).unwrap();
+    std::fs::write(w.path("creds.csv"), ferry_e2e::credentials_csv(&rows)).unwrap();
 
     let r = run(
         "ferry-import",
@@ -108,7 +99,7 @@ fn every_public_vector_through_verify_credentials() {
         .filter(|(_, c)| c.2 == "verified")
         .map(|(i, c)| (format!("vector-{i}"), c.1.clone()))
         .collect();
-    std::fs::write(w.path("good.csv"), csv_text(&good)).unwrap();
+    std::fs::write(w.path("good.csv"), ferry_e2e::credentials_csv(&good)).unwrap();
     let r = run(
         "ferry-import",
         &[

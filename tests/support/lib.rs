@@ -538,3 +538,25 @@ impl Drop for MyDb {
         let _ = MyDb::admin().query_drop(format!("DROP DATABASE IF EXISTS {}", self.name));
     }
 }
+
+/// A credentials file's text: a `user,password` header, then the rows.
+pub fn credentials_csv(rows: &[(String, String)]) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["user", "password"]).unwrap();
+    for (u, p) in rows {
+        w.write_record([u, p]).unwrap();
+    }
+    String::from_utf8(w.into_inner().unwrap()).unwrap()
+}
+
+/// The algorithm of `user`'s stored password in the SQLite store at `store`.
+pub fn password_algorithm(store: &Path, user: &str) -> String {
+    rusqlite::Connection::open(store)
+        .unwrap()
+        .query_row(
+            "SELECT p.algorithm FROM passwords p JOIN users u ON u.id = p.user_id WHERE u.user_name = ?1",
+            [user],
+            |r| r.get(0),
+        )
+        .unwrap()
+}

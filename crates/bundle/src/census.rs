@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ferry_passwords::{AspNetHash, HashKind, Malformed};
+use ferry_passwords::{HashKind, Malformed, PasswordHash};
 use serde::{Deserialize, Serialize};
 
 /// Counts of password hashes by format, as written to the manifest.
@@ -20,7 +20,26 @@ pub struct Census {
     pub v3: Vec<V3Count>,
     /// Hashes that can never verify, by reason code.
     pub malformed: Vec<MalformedCount>,
+    /// Hashes in formats other than ASP.NET Identity's own (Membership, BCrypt, Argon2,
+    /// PBKDF2 PHC strings), by format and parameters. Absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other: Vec<OtherCount>,
 }
+
+/// How many hashes have one format and set of parameters beyond ASP.NET's own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OtherCount {
+    /// `Membership`, `BCrypt`, `Argon2` or `PBKDF2 (PHC)`.
+    pub family: String,
+    /// The format with its parameters: `BCrypt 2b cost 10`, `Membership SHA1`,
+    /// `Membership clear text`, `Argon2 id v=19 m=65536 t=2 p=1`, `PBKDF2 (PHC) SHA256 29000`.
+    pub format: String,
+    /// Users with such a hash.
+    pub count: u64,
+}
+
+/// The format of clear-text Membership passwords in [`OtherCount::format`].
+pub const CLEAR_TEXT: &str = "Membership clear text";
 
 /// How many V3 hashes use one PRF and iteration count.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,7 +78,7 @@ impl HashStatus {
         match password_hash {
             None => HashStatus::None,
             Some("") => HashStatus::None,
-            Some(text) => match AspNetHash::parse(text) {
+            Some(text) => match PasswordHash::parse(text) {
                 Ok(hash) => HashStatus::Ok(hash.kind()),
                 Err(reason) => HashStatus::Malformed(reason),
             },
@@ -75,6 +94,7 @@ pub struct CensusBuilder {
     v2: u64,
     v3: BTreeMap<(ferry_passwords::Prf, u32), u64>,
     malformed: BTreeMap<&'static str, u64>,
+    other: BTreeMap<HashKind, u64>,
 }
 
 impl CensusBuilder {
@@ -87,6 +107,7 @@ impl CensusBuilder {
             HashStatus::Ok(HashKind::V3 { prf, iterations }) => {
                 *self.v3.entry((*prf, *iterations)).or_default() += 1
             }
+            HashStatus::Ok(other) => *self.other.entry(*other).or_default() += 1,
             HashStatus::Malformed(reason) => *self.malformed.entry(reason.code()).or_default() += 1,
         }
     }
@@ -101,6 +122,9 @@ impl CensusBuilder {
         }
         for (k, n) in other.malformed {
             *self.malformed.entry(k).or_default() += n;
+        }
+        for (k, n) in other.other {
+            *self.other.entry(k).or_default() += n;
         }
     }
 
@@ -124,6 +148,15 @@ impl CensusBuilder {
                 .into_iter()
                 .map(|(reason, count)| MalformedCount {
                     reason: reason.to_string(),
+                    count,
+                })
+                .collect(),
+            other: self
+                .other
+                .into_iter()
+                .map(|(kind, count)| OtherCount {
+                    family: kind.family().to_string(),
+                    format: kind.to_string(),
                     count,
                 })
                 .collect(),
@@ -166,6 +199,29 @@ impl Census {
                 ));
             }
         }
+        let mut families: Vec<(&str, u64, usize)> = Vec::new();
+        for o in &self.other {
+            match families.iter_mut().find(|f| f.0 == o.family) {
+                Some(f) => {
+                    f.1 += o.count;
+                    f.2 += 1;
+                }
+                None => families.push((&o.family, o.count, 1)),
+            }
+        }
+        for (family, count, n) in families {
+            if n == 1 {
+                let format = &self
+                    .other
+                    .iter()
+                    .find(|o| o.family == family)
+                    .expect("counted")
+                    .format;
+                kinds.push(format!("{count} {format}"));
+            } else {
+                kinds.push(format!("{count} {family} ({n} kinds)"));
+            }
+        }
         if self.none > 0 {
             kinds.push(format!("{} without a password", self.none));
         }
@@ -177,6 +233,30 @@ impl Census {
             kinds.push("no users".into());
         }
         kinds.join(", ")
+    }
+
+    /// Users whose password is a clear-text Membership password (format 0).
+    pub fn clear_text(&self) -> u64 {
+        self.other
+            .iter()
+            .filter(|o| o.format == CLEAR_TEXT)
+            .map(|o| o.count)
+            .sum()
+    }
+
+    /// The loud warning about clear-text Membership passwords, when there are any.
+    pub fn clear_text_warning(&self) -> Option<String> {
+        let n = self.clear_text();
+        (n > 0).then(|| {
+            format!(
+                "warning: {n} {} a clear-text Membership password (format 0) in this bundle: anyone who reads the bundle reads {}. ferry-import hashes {} at load and never stores or plans {} as {}; keep the bundle safe and delete it once loaded",
+                if n == 1 { "user has" } else { "users have" },
+                if n == 1 { "it" } else { "them" },
+                if n == 1 { "it" } else { "them" },
+                if n == 1 { "it" } else { "them" },
+                if n == 1 { "it is" } else { "they are" },
+            )
+        })
     }
 
     /// The malformed hashes by reason, `1 bad-base64, 1 salt-too-short`, if any.

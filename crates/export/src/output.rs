@@ -63,6 +63,9 @@ pub fn report(summary: &Summary<'_>, json: bool) {
         summary.elapsed.as_secs_f64()
     );
     eprintln!("password hashes: {}", census.summary());
+    if let Some(warning) = census.clear_text_warning() {
+        eprintln!("{warning}");
+    }
     if let Some(reasons) = census.malformed_summary() {
         eprintln!(
             "warning: {} users have malformed password hashes ({reasons}) and will not be able to log in with a password until it is reset; `ferry-import verify` lists them",

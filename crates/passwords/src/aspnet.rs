@@ -12,6 +12,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use subtle::ConstantTimeEq as _;
 
+use crate::HashKind;
+
 use crate::pbkdf2;
 
 /// The pseudo-random function of a PBKDF2 derivation.
@@ -100,6 +102,24 @@ pub enum Malformed {
     },
     /// The V3 subkey (the bytes after the salt) is shorter than 16 bytes.
     SubkeyTooShort(usize),
+    /// A Membership `HASH|FORMAT|SALT` whose format is not 0, 1 or 2, or whose hash or
+    /// salt is not base64.
+    MembershipSyntax,
+    /// A Membership hash (format 1) whose digest is not 20, 32, 48 or 64 bytes.
+    MembershipDigest(usize),
+    /// A Membership password encrypted with the app's machineKey (format 2): it cannot
+    /// be checked without that key.
+    MembershipEncrypted,
+    /// A `$2…$` string that is not a BCrypt hash.
+    BcryptSyntax,
+    /// A BCrypt cost below 4 or above [`crate::limits::MAX_BCRYPT_COST`].
+    BcryptCost(u32),
+    /// A `$argon2…$` string that is not an Argon2 PHC string.
+    Argon2Syntax,
+    /// Argon2 parameters above the ceilings of [`crate::limits`].
+    Argon2Cost,
+    /// A `$pbkdf2…$` string that is not a PBKDF2 PHC (or passlib) string.
+    Pbkdf2Syntax,
 }
 
 impl Malformed {
@@ -118,6 +138,14 @@ impl Malformed {
             Malformed::SaltTooLong(_) => "salt-too-long",
             Malformed::SaltPastEnd { .. } => "salt-past-end",
             Malformed::SubkeyTooShort(_) => "subkey-too-short",
+            Malformed::MembershipSyntax => "membership-syntax",
+            Malformed::MembershipDigest(_) => "membership-digest",
+            Malformed::MembershipEncrypted => "membership-encrypted",
+            Malformed::BcryptSyntax => "bcrypt-syntax",
+            Malformed::BcryptCost(_) => "bcrypt-cost",
+            Malformed::Argon2Syntax => "argon2-syntax",
+            Malformed::Argon2Cost => "argon2-cost",
+            Malformed::Pbkdf2Syntax => "pbkdf2-syntax",
         }
     }
 }
@@ -152,34 +180,38 @@ impl fmt::Display for Malformed {
                 "salt length {salt_len} runs past the end ({available} bytes follow the header)"
             ),
             Malformed::SubkeyTooShort(n) => write!(f, "subkey is {n} bytes (minimum 16)"),
+            Malformed::MembershipSyntax => write!(
+                f,
+                "a Membership HASH|FORMAT|SALT whose format is not 0, 1 or 2, or whose hash or salt is not base64"
+            ),
+            Malformed::MembershipDigest(n) => write!(
+                f,
+                "Membership hash is {n} bytes (SHA1 20, SHA256 32, SHA384 48, SHA512 64)"
+            ),
+            Malformed::MembershipEncrypted => write!(
+                f,
+                "Membership password encrypted with the app's machineKey (format 2): it cannot be checked without that key; decrypt it with the app and re-export as format 0, or the user resets it"
+            ),
+            Malformed::BcryptSyntax => write!(f, "not a BCrypt hash ($2a$, $2b$, $2x$ or $2y$, a two-digit cost, 53 characters)"),
+            Malformed::BcryptCost(c) => write!(
+                f,
+                "BCrypt cost {c} is outside 4 to {} (ferry's ceiling): flagged, not run",
+                crate::limits::MAX_BCRYPT_COST
+            ),
+            Malformed::Argon2Syntax => write!(f, "not an Argon2 PHC string ($argon2id$v=19$m=…,t=…,p=…$salt$hash)"),
+            Malformed::Argon2Cost => write!(
+                f,
+                "Argon2 parameters above ferry's ceiling (m ≤ {} KiB, t ≤ {}, p ≤ {}): flagged, not run",
+                crate::limits::MAX_ARGON2_MEMORY_KIB,
+                crate::limits::MAX_ARGON2_PASSES,
+                crate::limits::MAX_ARGON2_LANES
+            ),
+            Malformed::Pbkdf2Syntax => write!(f, "not a PBKDF2 PHC string ($pbkdf2-sha256$i=…$salt$hash)"),
         }
     }
 }
 
 impl std::error::Error for Malformed {}
-
-/// The kind of a well-formed hash, as the census counts it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum HashKind {
-    /// Format V2: PBKDF2-HMAC-SHA1, 1000 iterations.
-    V2,
-    /// Format V3 with its PRF and iteration count.
-    V3 {
-        /// The PRF.
-        prf: Prf,
-        /// The iteration count.
-        iterations: u32,
-    },
-}
-
-impl fmt::Display for HashKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HashKind::V2 => f.write_str("V2"),
-            HashKind::V3 { prf, iterations } => write!(f, "V3 {prf} {iterations}"),
-        }
-    }
-}
 
 /// A parsed ASP.NET Identity password hash.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,7 +1,10 @@
 //! Password knowledge for ferry, pure and free of I/O.
 //!
-//! - [`AspNetHash`]: an ASP.NET Identity `PasswordHash` (format V2 or V3), parsed once
-//!   into a typed value, or a [`Malformed`] reason saying exactly why it cannot verify.
+//! - [`PasswordHash`]: whatever a `PasswordHash` column holds, parsed once into a typed
+//!   value ([`hash`] lists the formats), or a [`Malformed`] reason saying exactly why it
+//!   cannot verify: ASP.NET Identity V2/V3 ([`AspNetHash`]), ASP.NET Membership
+//!   ([`membership`]), BCrypt ([`bcrypt_hash`]), Argon2 and PBKDF2 PHC strings ([`phc`]).
+//! - [`limits`]: the cost ceilings above which a hash is flagged, never run.
 //! - [`Prf`] and [`pbkdf2`]: PBKDF2-HMAC with SHA-1, SHA-256 or SHA-512.
 //! - [`preferred`]: the algorithm passwords are re-hashed to after the first login
 //!   (PBKDF2-HMAC-SHA512, 210,000 iterations, 16-byte salt, 64-byte digest).
@@ -22,9 +25,15 @@
 #![deny(missing_docs)]
 
 mod aspnet;
+pub mod bcrypt_hash;
+pub mod hash;
+pub mod limits;
+pub mod membership;
 pub mod pbkdf2;
+pub mod phc;
 pub mod preferred;
 pub mod recovery;
 pub mod totp;
 
-pub use aspnet::{AspNetHash, HashKind, Malformed, Prf};
+pub use aspnet::{AspNetHash, Malformed, Prf};
+pub use hash::{HashKind, PasswordHash};

@@ -5,7 +5,7 @@ use std::fmt;
 
 use ferry_bundle::record::Token;
 use ferry_bundle::{Location, UserRecord};
-use ferry_passwords::AspNetHash;
+use ferry_passwords::PasswordHash;
 use ferry_store_core::{
     AccountState, ExternalLogin, HashedPassword, ImportRecord, OtpAddress, OtpChannel, SubjectId,
     TotpDevice,
@@ -277,17 +277,26 @@ impl Mapper {
 
         let password = match r.password_hash.as_deref() {
             None | Some("") => None,
-            Some(blob) => {
-                if let Err(reason) = AspNetHash::parse(blob) {
+            Some(blob) => match PasswordHash::parse(blob) {
+                Ok(hash) => {
+                    if hash.kind() == ferry_passwords::HashKind::MembershipClear {
+                        problems.push(Problem::warning(
+                            "PasswordHash",
+                            "a clear-text Membership password (format 0): it is hashed at load and never stored as it is, but the bundle holds it in the clear; keep the bundle safe and delete it after the load".to_string(),
+                        ));
+                    }
+                    Some(HashedPassword::from_hash(blob, &hash))
+                }
+                Err(reason) => {
                     problems.push(Problem::warning(
                         "PasswordHash",
                         format!(
                             "malformed hash ({reason}); it is imported as it is, but this user cannot log in with a password until it is reset"
                         ),
                     ));
+                    Some(HashedPassword::aspnet(blob))
                 }
-                Some(HashedPassword::aspnet(blob))
-            }
+            },
         };
 
         let mut otp_addresses = Vec::new();

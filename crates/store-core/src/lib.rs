@@ -63,6 +63,25 @@ pub fn normalize(s: &str) -> String {
         .collect()
 }
 
+/// Replaces a clear-text Membership password (format 0) by its hash with the preferred
+/// algorithm (a random salt), so that it is never stored or planned as it is. Pure CPU:
+/// run it in parallel across records, beside [`hash_recovery_codes`].
+pub fn hash_clear_password(record: &mut ImportRecord) {
+    let Some(p) = record.password.as_ref() else {
+        return;
+    };
+    if p.algorithm != model::CLEAR_TEXT_ALGORITHM {
+        return;
+    }
+    let clear = p
+        .parameters
+        .get("password")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    record.password = Some(login::preferred_hash(&clear));
+}
+
 /// Hashes the record's plain recovery codes (PBKDF2-HMAC-SHA512, a random salt each)
 /// and forgets the plain text. Pure CPU: run it in parallel across records.
 pub fn hash_recovery_codes(record: &mut ImportRecord, iterations: u32) {

@@ -1,10 +1,12 @@
 //! Password checks by algorithm id, through `ferry-passwords`.
 
 use ferry_passwords::preferred::{self, Params};
-use ferry_passwords::{AspNetHash, Prf};
+use ferry_passwords::{AspNetHash, PasswordHash, Prf};
 use serde_json::{Map, Value};
 
-use crate::model::{HashedPassword, ASPNET_ALGORITHM};
+use crate::model::{
+    HashedPassword, ARGON2_ALGORITHM, ASPNET_ALGORITHM, BCRYPT_ALGORITHM, MEMBERSHIP_ALGORITHM,
+};
 
 /// The result of a password check, as ASP.NET names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +31,20 @@ pub fn verify(password: &str, stored: &HashedPassword) -> Verdict {
                 _ => Verdict::Failed,
             }
         }
+        MEMBERSHIP_ALGORITHM => {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let text = format!(
+                "{}|1|{}",
+                b64.encode(&stored.hash),
+                b64.encode(&stored.salt)
+            );
+            verify_other(password, &text)
+        }
+        BCRYPT_ALGORITHM | ARGON2_ALGORITHM => match stored.parameters.get("encoded") {
+            Some(Value::String(encoded)) => verify_other(password, encoded),
+            _ => Verdict::Failed,
+        },
         preferred::ALGORITHM_ID => {
             let prf = stored
                 .parameters
@@ -61,6 +77,14 @@ pub fn verify(password: &str, stored: &HashedPassword) -> Verdict {
             let _ = preferred::hash(password, &[0u8; preferred::SALT_LEN]);
             Verdict::Failed
         }
+    }
+}
+
+/// Checks a hash of another format, kept in its own text: any success asks for a re-hash.
+fn verify_other(password: &str, text: &str) -> Verdict {
+    match PasswordHash::parse(text) {
+        Ok(hash) if hash.verify(password) => Verdict::SuccessRehashNeeded,
+        _ => Verdict::Failed,
     }
 }
 

@@ -86,7 +86,8 @@ pub struct RoleImport {
 /// A stored password: User Management's `HashedPasswordData`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct HashedPassword {
-    /// `aspnet-identity` (verify only) or `pbkdf2`.
+    /// `aspnet-identity`, `aspnet-membership`, `bcrypt`, `argon2` (verify only) or
+    /// `pbkdf2`.
     pub algorithm: String,
     /// The digest (empty for `aspnet-identity`).
     pub hash: Vec<u8>,
@@ -105,7 +106,83 @@ impl fmt::Debug for HashedPassword {
 /// The algorithm id of imported ASP.NET hashes.
 pub const ASPNET_ALGORITHM: &str = "aspnet-identity";
 
+/// The algorithm id of imported ASP.NET Membership digests (format 1).
+pub const MEMBERSHIP_ALGORITHM: &str = "aspnet-membership";
+/// The algorithm id of imported BCrypt hashes.
+pub const BCRYPT_ALGORITHM: &str = "bcrypt";
+/// The algorithm id of imported Argon2 hashes.
+pub const ARGON2_ALGORITHM: &str = "argon2";
+/// A clear-text Membership password on its way to being hashed
+/// ([`crate::hash_clear_password`]); never stored, never planned.
+pub const CLEAR_TEXT_ALGORITHM: &str = "clear-text";
+
 impl HashedPassword {
+    /// The stored form of a parsed `PasswordHash` (`text` as the bundle has it): ASP.NET
+    /// blobs verbatim (`aspnet-identity`), PBKDF2 PHC strings as User Management's own
+    /// `pbkdf2`, Membership digests as `aspnet-membership` (digest, salt and the .NET
+    /// algorithms it may be), BCrypt and Argon2 with their encoded string and parameters.
+    /// A clear-text Membership password becomes [`CLEAR_TEXT_ALGORITHM`], to be hashed
+    /// before anything is written.
+    pub fn from_hash(text: &str, hash: &ferry_passwords::PasswordHash) -> HashedPassword {
+        use ferry_passwords::membership::MembershipHash;
+        use ferry_passwords::PasswordHash as H;
+        let mut parameters = Map::new();
+        let mut p = |k: &str, v: Value| {
+            parameters.insert(k.to_string(), v);
+        };
+        let (algorithm, hash, salt) = match hash {
+            H::AspNet(_) => return HashedPassword::aspnet(text),
+            H::Pbkdf2(h) => {
+                p("prf", Value::String(h.prf.name().into()));
+                p("iterations", Value::from(h.iterations));
+                p("digestSize", Value::from(h.hash.len()));
+                (
+                    ferry_passwords::preferred::ALGORITHM_ID,
+                    h.hash.clone(),
+                    h.salt.clone(),
+                )
+            }
+            H::Membership(MembershipHash::Hashed {
+                algorithm,
+                salt,
+                digest,
+            }) => {
+                p("passwordFormat", Value::from(1));
+                p(
+                    "hashAlgorithms",
+                    Value::from(algorithm.dotnet_names().map(String::from).to_vec()),
+                );
+                p("encoding", Value::String("UTF-16LE".into()));
+                (MEMBERSHIP_ALGORITHM, digest.clone(), salt.clone())
+            }
+            H::Membership(MembershipHash::Clear(password)) => {
+                p("password", Value::String(password.clone()));
+                (CLEAR_TEXT_ALGORITHM, Vec::new(), Vec::new())
+            }
+            H::Bcrypt(h) => {
+                p("encoded", Value::String(h.as_str().into()));
+                p("version", Value::String(h.version.name().into()));
+                p("cost", Value::from(h.cost));
+                (BCRYPT_ALGORITHM, Vec::new(), Vec::new())
+            }
+            H::Argon2(h) => {
+                p("encoded", Value::String(h.as_str().into()));
+                p("type", Value::String(h.params.variant.name().into()));
+                p("version", Value::from(h.params.version));
+                p("memory", Value::from(h.params.memory_kib));
+                p("iterations", Value::from(h.params.passes));
+                p("parallelism", Value::from(h.params.lanes));
+                (ARGON2_ALGORITHM, Vec::new(), Vec::new())
+            }
+        };
+        HashedPassword {
+            algorithm: algorithm.into(),
+            hash,
+            salt,
+            parameters,
+        }
+    }
+
     /// Wraps an ASP.NET `PasswordHash` verbatim, as the migration guide does.
     pub fn aspnet(blob: &str) -> HashedPassword {
         let mut parameters = Map::new();

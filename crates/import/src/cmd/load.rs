@@ -101,6 +101,7 @@ struct Preparation {
 fn prepare(mut m: pipeline::Mapped, p: &Preparation) -> Prepared {
     if let Some(r) = m.record.as_mut() {
         ferry_store::hash_recovery_codes(r, p.recovery_iterations);
+        ferry_store::hash_clear_password(r);
     }
     let warning_problems: Vec<&ferry_schema::Problem> = m
         .problems

@@ -21,10 +21,13 @@ use crate::{setup, ExitStatus};
 ///
 /// Each line is shaped like User Management's `UserImportRecord` (SubjectId,
 /// ProfileAttributes, Authenticators, Memberships), for a host that calls
-/// `IUserImporter.ImportAsync` itself. Passwords are `aspnet-identity` hashed password
-/// data with the blob as a parameter, exactly as the migration guide's
-/// `CreateImportData` makes it; recovery codes are plain text, since the importer
-/// hashes them. Every check `validate` makes is made, uniqueness inside the bundle
+/// `IUserImporter.ImportAsync` itself. ASP.NET passwords are `aspnet-identity` hashed
+/// password data with the blob as a parameter, exactly as the migration guide's
+/// `CreateImportData` makes it; other formats get their own algorithm id
+/// (`aspnet-membership`, `bcrypt`, `argon2`; PBKDF2 PHC strings become `pbkdf2`), and a
+/// clear-text Membership password is hashed with `pbkdf2` first (docs/password-formats.md
+/// has the verifiers a host registers). Recovery codes are plain text, since the
+/// importer hashes them. Every check `validate` makes is made, uniqueness inside the bundle
 /// included: a record with an error is left out, reported and counted, exactly as `load`
 /// would fail it.
 /// The files are owner-only: they hold hashes and 2FA secrets.
@@ -149,7 +152,14 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     pipeline::run(
         &bundle,
         None,
-        &|l, r| pipeline::map(with, l, r),
+        &|l, r| {
+            let mut m = pipeline::map(with, l, r);
+            // A clear-text Membership password never leaves ferry as it is.
+            if let Some(r) = m.record.as_mut() {
+                ferry_store::hash_clear_password(r);
+            }
+            m
+        },
         &mut |mut chunk| {
             dupes.check(&mut chunk, None)?;
             for m in &chunk {

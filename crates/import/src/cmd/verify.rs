@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use ferry_bundle::census::{CensusBuilder, HashStatus};
 use ferry_bundle::read::RecordError;
 use ferry_bundle::{Location, UserRecord};
-use ferry_passwords::AspNetHash;
+use ferry_passwords::PasswordHash;
 use ferry_store::{normalize, ImportRecord, Mode, Snapshot, Store, ASPNET_ALGORITHM};
 use rayon::prelude::*;
 use serde_json::{json, Value};
@@ -295,6 +295,9 @@ fn verify(args: &Args) -> Result<ExitStatus> {
             count(census.users, "user", "users"),
             census.summary()
         );
+        if let Some(warning) = census.clear_text_warning() {
+            eprintln!("{warning}");
+        }
         match census.malformed_summary() {
             None => eprintln!("every password hash is well-formed"),
             Some(reasons) => eprintln!(
@@ -393,7 +396,7 @@ fn check_credential(c: &Credential, found: &[Candidate]) -> CredentialStatus {
         Err(s) => s,
         Ok(candidate) => match candidate.hash.as_deref() {
             None | Some("") => CredentialStatus::NoPassword,
-            Some(text) => match AspNetHash::parse(text) {
+            Some(text) => match PasswordHash::parse(text) {
                 Err(_) => CredentialStatus::MalformedHash,
                 Ok(hash) if hash.verify(&c.password) => CredentialStatus::Verified,
                 Ok(_) => CredentialStatus::WrongPassword,
@@ -437,17 +440,26 @@ fn differences(record: &ImportRecord, s: &Snapshot) -> Vec<String> {
     let mut diffs = Vec::new();
     match (&record.password, &s.password) {
         (None, None) => {}
-        (Some(want), Some(have)) if have.algorithm == ASPNET_ALGORITHM => {
-            if have.parameters.get("blob") != want.parameters.get("blob") {
-                diffs.push("the stored password blob differs from the bundle's".to_string());
+        (Some(_), Some(have)) if have.algorithm == ferry_passwords::preferred::ALGORITHM_ID => {
+            // Re-hashed by a login since the load (or at the load, for a clear-text
+            // Membership password), or a PBKDF2 PHC string stored as pbkdf2.
+        }
+        (Some(want), Some(have)) if have.algorithm == want.algorithm => {
+            if have != want {
+                let what = if have.algorithm == ASPNET_ALGORITHM {
+                    "blob"
+                } else {
+                    "hash"
+                };
+                diffs.push(format!(
+                    "the stored password {what} differs from the bundle's"
+                ));
             }
         }
-        (Some(_), Some(have)) if have.algorithm == ferry_passwords::preferred::ALGORITHM_ID => {
-            // Re-hashed by a login since the load: the user has logged in.
-        }
-        (Some(_), Some(have)) => {
-            diffs.push(format!("the password has algorithm `{}`", have.algorithm))
-        }
+        (Some(want), Some(have)) => diffs.push(format!(
+            "the password has algorithm `{}`, the bundle's `{}`",
+            have.algorithm, want.algorithm
+        )),
         (Some(_), None) => diffs.push("the password is missing".into()),
         (None, Some(_)) => diffs.push("the store has a password the bundle does not".into()),
     }

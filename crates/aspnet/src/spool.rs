@@ -206,7 +206,8 @@ impl Spool {
         drop(file);
         let file = File::open(&path).map_err(|e| spool_error(&path, e))?;
         Ok(SpoolReader {
-            reader: BufReader::with_capacity(256 * 1024, file),
+            // Small: an external sort merges hundreds of runs at once, one reader each.
+            reader: BufReader::with_capacity(READ_BUFFER, file),
             left: self.rows,
             path,
         })
@@ -260,6 +261,10 @@ impl Drop for Spool {
         }
     }
 }
+
+/// The read buffer of a spool: a sort of a large table merges hundreds of runs at once,
+/// so this is what the merge's memory grows by per run.
+const READ_BUFFER: usize = 32 * 1024;
 
 /// The memory a [`Sorter`] fills before it spills a sorted run.
 pub(crate) const SORT_BUDGET: usize = 32 * 1024 * 1024;

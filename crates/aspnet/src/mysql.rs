@@ -45,8 +45,8 @@ pub struct MysqlSource {
 
 struct MyTables {
     conn: Conn,
-    /// Tables whose key the server's own order already sorts byte by byte (see
-    /// [`keys_sort_as_bytes`]), read in index order instead of sorted.
+    /// Tables read live whose key the server's own order already sorts byte by byte
+    /// (see [`keys_sort_as_bytes`]), read in index order instead of sorted.
     in_index_order: std::collections::HashSet<String>,
     /// Per table, per column, the column type (`varchar(255)`, `tinyint(1)`, …).
     types: HashMap<String, HashMap<String, String>>,
@@ -93,36 +93,12 @@ impl MysqlSource {
             location: location.clone(),
             missing: m.0,
         })?;
+        // Only the tables read live (the first of each stream: users, roles) are ordered
+        // on the server; the tables beside them are sorted here.
         let mut in_index_order = std::collections::HashSet::new();
-        let users_table = layout.users.name.clone();
-        let user_id = layout.users.column(0).expect("Id").to_string();
-        if keys_sort_as_bytes(&mut conn, &users_table, &user_id).map_err(my)? {
-            in_index_order.insert(users_table);
-            for t in [
-                &layout.claims,
-                &layout.logins,
-                &layout.tokens,
-                &layout.user_roles,
-            ]
-            .into_iter()
-            .flatten()
-            {
+        for t in std::iter::once(&layout.users).chain(layout.roles.as_ref()) {
+            if keys_sort_as_bytes(&mut conn, &t.name, t.column(0).unwrap_or("Id")).map_err(my)? {
                 in_index_order.insert(t.name.clone());
-            }
-            if let Some(layout::PasskeyLayout::Json(t) | layout::PasskeyLayout::Flat(t)) =
-                &layout.passkeys
-            {
-                in_index_order.insert(t.name.clone());
-            }
-        }
-        if let Some(roles) = &layout.roles {
-            if keys_sort_as_bytes(&mut conn, &roles.name, roles.column(0).unwrap_or("Id"))
-                .map_err(my)?
-            {
-                in_index_order.insert(roles.name.clone());
-                if let Some(t) = &layout.role_claims {
-                    in_index_order.insert(t.name.clone());
-                }
             }
         }
         let mut notes = Vec::new();

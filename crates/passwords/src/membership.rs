@@ -150,10 +150,8 @@ impl MembershipHash {
     /// password).
     pub fn verify(&self, password: &str) -> bool {
         match self {
-            MembershipHash::Clear(clear) => {
-                clear.len() == password.len()
-                    && bool::from(clear.as_bytes().ct_eq(password.as_bytes()))
-            }
+            // Slices of different lengths compare unequal.
+            MembershipHash::Clear(clear) => clear.as_bytes().ct_eq(password.as_bytes()).into(),
             MembershipHash::Hashed {
                 algorithm,
                 salt,

@@ -593,6 +593,83 @@ fn plan_writes_user_import_records() {
     assert_eq!(mode, 0o600);
 }
 
+/// Every recovery code of every 2FA user is in the store as PBKDF2-HMAC-SHA512 of the code
+/// the bundle holds, with a salt of its own, at the store's iteration count: load hashes
+/// them many at a time in SIMD lanes, across users; this test checks them one at a time
+/// with the `pbkdf2` crate.
+#[test]
+fn recovery_codes_are_stored_as_pbkdf2_of_the_bundles_codes() {
+    let w = Workdir::new();
+    let db = w.fixture_with(
+        "app.db",
+        ferry_fixtures::Options {
+            users: 80,
+            generation: Generation::CoreV3,
+            two_factor_percent: 60,
+            ..ferry_e2e::options()
+        },
+    );
+    w.export(&db, "bundle");
+    load(&w, &[]);
+    let mut codes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let text = std::fs::read_to_string(w.path("bundle/users-00000.ndjson")).unwrap();
+    for line in text.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        for t in r["Tokens"].as_array().unwrap() {
+            if t["Name"] == "RecoveryCodes" {
+                let list = t["Value"].as_str().unwrap().split(';').map(String::from);
+                codes.insert(r["Id"].as_str().unwrap().to_string(), list.collect());
+            }
+        }
+    }
+    let conn = store(&w);
+    let mut stmt = conn
+        .prepare(
+            "SELECT u.subject_id, c.salt, c.hash, c.iterations FROM recovery_codes c \
+             JOIN users u ON u.id = c.user_id ORDER BY c.rowid",
+        )
+        .unwrap();
+    let mut stored: BTreeMap<String, Vec<(Vec<u8>, Vec<u8>, u32)>> = BTreeMap::new();
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap();
+    for row in rows {
+        let (subject, salt, hash, iterations): (String, _, _, u32) = row.unwrap();
+        stored
+            .entry(subject)
+            .or_default()
+            .push((salt, hash, iterations));
+    }
+    assert!(codes.len() >= 30, "{} users with codes", codes.len());
+    assert_eq!(
+        stored.keys().collect::<Vec<_>>(),
+        codes.keys().collect::<Vec<_>>(),
+        "the users with recovery codes"
+    );
+    let mut salts = std::collections::HashSet::new();
+    for (subject, plain) in &codes {
+        let hashed = &stored[subject];
+        assert_eq!(hashed.len(), plain.len(), "{subject}: codes stored");
+        for (code, (salt, hash, iterations)) in plain.iter().zip(hashed) {
+            assert_eq!(*iterations, 10_000);
+            assert_eq!(salt.len(), 16);
+            assert!(
+                salts.insert(salt.clone()),
+                "{subject}: a salt is used twice"
+            );
+            let mut want = [0u8; 32];
+            pbkdf2::pbkdf2::<hmac::Hmac<sha2::Sha512>>(
+                code.as_bytes(),
+                salt,
+                *iterations,
+                &mut want,
+            )
+            .unwrap();
+            assert_eq!(hash.as_slice(), want, "{subject}: code {code}");
+        }
+    }
+}
+
 /// Error lines of `validate`, by subject, without the location of the other record (which
 /// validate adds and a load, which does not know it, cannot).
 fn validate_errors(stderr: &str) -> BTreeMap<String, String> {

@@ -28,8 +28,22 @@ pub fn run<T: Send>(
     stage: &(dyn Fn(Location, Result<UserRecord, RecordError>) -> T + Sync),
     sink: &mut dyn FnMut(Vec<T>) -> Result<()>,
 ) -> Result<()> {
+    run_then(bundle, limit, stage, &|chunk| chunk, sink)
+}
+
+/// [`run`] with a second stage on each whole chunk, on the helper threads, after `stage`
+/// ran on each of its records: work that is cheaper for many records together than one
+/// at a time (load hashes the recovery codes of a chunk's users in SIMD lanes). `finish`
+/// returns the chunk's results in the order it was given them.
+pub fn run_then<T: Send, U: Send>(
+    bundle: &BundleReader,
+    limit: Option<u64>,
+    stage: &(dyn Fn(Location, Result<UserRecord, RecordError>) -> T + Sync),
+    finish: &(dyn Fn(Vec<T>) -> Vec<U> + Sync),
+    sink: &mut dyn FnMut(Vec<U>) -> Result<()>,
+) -> Result<()> {
     let (raw_tx, raw_rx) = sync_channel::<Result<Vec<RawRecord>>>(4);
-    let (done_tx, done_rx) = sync_channel::<Result<Vec<T>>>(4);
+    let (done_tx, done_rx) = sync_channel::<Result<Vec<U>>>(4);
     let records = bundle.user_records();
     let limit = limit.unwrap_or(u64::MAX);
     std::thread::scope(|scope| {
@@ -63,12 +77,14 @@ pub fn run<T: Send>(
             crate::priority::helper_thread();
             for chunk in raw_rx {
                 let done = chunk.map(|c| {
-                    c.into_par_iter()
-                        .map(|raw| {
-                            let (location, record) = raw.decode();
-                            stage(location, record)
-                        })
-                        .collect()
+                    finish(
+                        c.into_par_iter()
+                            .map(|raw| {
+                                let (location, record) = raw.decode();
+                                stage(location, record)
+                            })
+                            .collect(),
+                    )
                 });
                 if done_tx.send(done).is_err() {
                     return;

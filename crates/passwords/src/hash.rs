@@ -143,6 +143,38 @@ impl PasswordHash {
         }
     }
 
+    /// The PBKDF2 derivation that checks a password against this hash, when the format
+    /// is PBKDF2 (ASP.NET V2 and V3, PBKDF2 PHC strings): its PRF, iteration count, salt
+    /// and stored key. [`verify_batch`] groups hashes by the first two.
+    pub fn pbkdf2(&self) -> Option<Pbkdf2Check<'_>> {
+        match self {
+            PasswordHash::AspNet(AspNetHash::V2 { salt, subkey }) => Some(Pbkdf2Check {
+                prf: Prf::Sha1,
+                iterations: crate::aspnet::V2_ITERATIONS,
+                salt,
+                key: subkey,
+            }),
+            PasswordHash::AspNet(AspNetHash::V3 {
+                prf,
+                iterations,
+                salt,
+                subkey,
+            }) => Some(Pbkdf2Check {
+                prf: *prf,
+                iterations: *iterations,
+                salt,
+                key: subkey,
+            }),
+            PasswordHash::Pbkdf2(h) => Some(Pbkdf2Check {
+                prf: h.prf,
+                iterations: h.iterations,
+                salt: &h.salt,
+                key: &h.hash,
+            }),
+            _ => None,
+        }
+    }
+
     /// Checks `password` against the hash, with the format's own algorithm, in constant
     /// time with respect to the stored secret.
     pub fn verify(&self, password: &str) -> bool {
@@ -154,6 +186,62 @@ impl PasswordHash {
             PasswordHash::Pbkdf2(h) => h.verify(password),
         }
     }
+}
+
+/// The PBKDF2 parameters and stored key of a hash ([`PasswordHash::pbkdf2`]).
+#[derive(Clone, Copy)]
+pub struct Pbkdf2Check<'a> {
+    /// The PRF.
+    pub prf: Prf,
+    /// The iteration count.
+    pub iterations: u32,
+    /// The salt.
+    pub salt: &'a [u8],
+    /// The stored derived key.
+    pub key: &'a [u8],
+}
+
+/// Checks many passwords against their hashes: the answers of [`PasswordHash::verify`] for
+/// each pair, in order. PBKDF2 hashes are grouped by PRF and iteration count and derived
+/// together in SIMD lanes ([`crate::lanes`]); the others are checked one by one. Every
+/// comparison is constant-time.
+pub fn verify_batch(pairs: &[(&PasswordHash, &str)]) -> Vec<bool> {
+    use std::collections::BTreeMap;
+    use subtle::ConstantTimeEq as _;
+
+    let mut answers = vec![false; pairs.len()];
+    let mut groups: BTreeMap<(Prf, u32), Vec<usize>> = BTreeMap::new();
+    for (i, (hash, password)) in pairs.iter().enumerate() {
+        match hash.pbkdf2() {
+            Some(check) => groups
+                .entry((check.prf, check.iterations))
+                .or_default()
+                .push(i),
+            None => answers[i] = hash.verify(password),
+        }
+    }
+    for ((prf, iterations), members) in groups {
+        let checks: Vec<Pbkdf2Check> = members
+            .iter()
+            .map(|&i| pairs[i].0.pbkdf2().expect("grouped as PBKDF2"))
+            .collect();
+        let mut derived: Vec<Vec<u8>> = checks.iter().map(|c| vec![0u8; c.key.len()]).collect();
+        let mut batch: Vec<crate::lanes::Derivation> = members
+            .iter()
+            .zip(&checks)
+            .zip(derived.iter_mut())
+            .map(|((&i, check), out)| crate::lanes::Derivation {
+                password: pairs[i].1.as_bytes(),
+                salt: check.salt,
+                out,
+            })
+            .collect();
+        crate::lanes::derive_batch(prf, iterations, &mut batch);
+        for ((&i, check), out) in members.iter().zip(&checks).zip(&derived) {
+            answers[i] = out.ct_eq(check.key).into();
+        }
+    }
+    answers
 }
 
 #[cfg(test)]
@@ -194,6 +282,51 @@ mod tests {
                     "{text}: wrong password"
                 );
             }
+        }
+    }
+
+    /// Every public vector of every format, with its right password and a wrong one, in
+    /// one batch: PBKDF2 hashes of several parameter sets mixed with BCrypt, Argon2 and
+    /// Membership, each answered as the vector says.
+    #[test]
+    fn a_batch_answers_every_public_vector() {
+        let other = vectors();
+        let aspnet: serde_json::Value =
+            serde_json::from_str(include_str!("../testdata/aspnet-hash-vectors.json")).unwrap();
+        let mut cases: Vec<(PasswordHash, String, bool)> = Vec::new();
+        for format in ["bcrypt", "argon2", "pbkdf2", "membership"] {
+            for (text, password) in self::cases(&other, format) {
+                let hash = PasswordHash::parse(text).unwrap();
+                cases.push((hash.clone(), password.to_string(), true));
+                cases.push((hash, format!("x{password}"), false));
+            }
+        }
+        let password = aspnet["password"].as_str().unwrap();
+        for case in aspnet["verifies"].as_array().unwrap() {
+            let hash = PasswordHash::parse(case["hash"].as_str().unwrap()).unwrap();
+            cases.push((hash.clone(), password.to_string(), true));
+            cases.push((hash, format!("{password}!"), false));
+        }
+        for case in aspnet["more"].as_array().unwrap() {
+            let hash = PasswordHash::parse(case["hash"].as_str().unwrap()).unwrap();
+            let expected = case["verifies"].as_bool().unwrap();
+            cases.push((
+                hash,
+                case["password"].as_str().unwrap().to_string(),
+                expected,
+            ));
+        }
+        let pbkdf2 = cases.iter().filter(|c| c.0.pbkdf2().is_some()).count();
+        assert!(
+            pbkdf2 >= 10 && pbkdf2 < cases.len(),
+            "{pbkdf2} of {}",
+            cases.len()
+        );
+        let pairs: Vec<(&PasswordHash, &str)> =
+            cases.iter().map(|(h, p, _)| (h, p.as_str())).collect();
+        let answers = verify_batch(&pairs);
+        for ((hash, password, expected), answer) in cases.iter().zip(answers) {
+            assert_eq!(answer, *expected, "{hash:?} with {password:?}");
         }
     }
 

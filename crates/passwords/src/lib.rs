@@ -5,7 +5,8 @@
 //!   cannot verify: ASP.NET Identity V2/V3 ([`AspNetHash`]), ASP.NET Membership
 //!   ([`membership`]), BCrypt ([`bcrypt_hash`]), Argon2 and PBKDF2 PHC strings ([`phc`]).
 //! - [`limits`]: the cost ceilings above which a hash is flagged, never run.
-//! - [`Prf`] and [`pbkdf2`]: PBKDF2-HMAC with SHA-1, SHA-256 or SHA-512.
+//! - [`Prf`] and [`pbkdf2`]: PBKDF2-HMAC with SHA-1, SHA-256 or SHA-512; [`lanes`]: many
+//!   derivations at once in AVX2 or AVX-512 lanes.
 //! - [`preferred`]: the algorithm passwords are re-hashed to after the first login
 //!   (PBKDF2-HMAC-SHA512, 210,000 iterations, 16-byte salt, 64-byte digest).
 //! - [`totp`]: RFC 6238 codes as ASP.NET Identity's authenticator checks them.
@@ -27,6 +28,7 @@
 mod aspnet;
 pub mod bcrypt_hash;
 pub mod hash;
+pub mod lanes;
 pub mod limits;
 pub mod membership;
 pub mod pbkdf2;

@@ -150,8 +150,9 @@ impl Core for Sha512Core {
     }
 }
 
-fn derive_with<C: Core>(password: &[u8], salt: &[u8], iterations: u32, out: &mut [u8]) {
-    // The HMAC key block, then the inner and outer pad states.
+/// The HMAC inner and outer pad states of the key `password`: computed once per
+/// derivation, each later HMAC starts from them.
+fn keyed<C: Core>(password: &[u8]) -> (C::State, C::State) {
     let mut key = C::zero_block();
     if password.len() > C::BLOCK {
         C::hash(password, &mut key.as_mut()[..C::DIGEST]);
@@ -166,24 +167,37 @@ fn derive_with<C: Core>(password: &[u8], salt: &[u8], iterations: u32, out: &mut
     pad.as_mut().iter_mut().for_each(|b| *b ^= 0x5c);
     let mut outer = C::iv();
     C::compress(&mut outer, &pad);
+    (inner, outer)
+}
+
+/// U1 of output block `index` (from 0): HMAC(password, salt || INT(index + 1)), with the
+/// general HMAC (the salt has any length).
+fn first<C: Core>(mac: &C::Hmac, salt: &[u8], index: usize) -> impl AsRef<[u8]> {
+    let mut first = mac.clone();
+    first.update(salt);
+    first.update(&(index as u32 + 1).to_be_bytes());
+    first.finalize().into_bytes()
+}
+
+fn new_mac<C: Core>(password: &[u8]) -> C::Hmac {
+    <C::Hmac as hmac::digest::KeyInit>::new_from_slice(password).expect("HMAC takes any key length")
+}
+
+fn derive_with<C: Core>(password: &[u8], salt: &[u8], iterations: u32, out: &mut [u8]) {
+    let (inner, outer) = keyed::<C>(password);
 
     // Every later message is one digest after a block of pad: pad it once.
     let mut block = C::zero_block();
     block.as_mut()[C::DIGEST] = 0x80;
     C::write_length(&mut block, (C::BLOCK + C::DIGEST) as u64);
 
-    let mac = <C::Hmac as hmac::digest::KeyInit>::new_from_slice(password)
-        .expect("HMAC takes any key length");
+    let mac = new_mac::<C>(password);
     let mut u = [0u8; 64];
     let mut t = [0u8; 64];
     for (index, chunk) in out.chunks_mut(C::DIGEST).enumerate() {
-        // U1 = HMAC(password, salt || INT(i)), with the general HMAC (the salt has any length).
-        let mut first = mac.clone();
-        first.update(salt);
-        first.update(&(index as u32 + 1).to_be_bytes());
-        let u1 = first.finalize().into_bytes();
-        u[..C::DIGEST].copy_from_slice(&u1);
-        t[..C::DIGEST].copy_from_slice(&u1);
+        let u1 = first::<C>(&mac, salt, index);
+        u[..C::DIGEST].copy_from_slice(u1.as_ref());
+        t[..C::DIGEST].copy_from_slice(u1.as_ref());
         for _ in 1..iterations {
             block.as_mut()[..C::DIGEST].copy_from_slice(&u[..C::DIGEST]);
             let mut s = inner;
@@ -198,6 +212,84 @@ fn derive_with<C: Core>(password: &[u8], salt: &[u8], iterations: u32, out: &mut
         }
         chunk.copy_from_slice(&t[..chunk.len()]);
     }
+}
+
+/// Where one PBKDF2 chain (one output block of one derivation) starts, as hash words:
+/// the HMAC pad states and U1. The lane kernels run the iterations after it. SHA-1 uses
+/// the first 5 words of each.
+pub(crate) struct Start<W> {
+    pub inner: [W; 8],
+    pub outer: [W; 8],
+    pub u1: [W; 8],
+}
+
+/// The starts of every output block of a derivation of `out_len` bytes.
+pub(crate) fn starts(prf: Prf, password: &[u8], salt: &[u8], out_len: usize) -> StartsOf {
+    fn words32<const N: usize>(state: [u32; N]) -> [u32; 8] {
+        std::array::from_fn(|i| state.get(i).copied().unwrap_or(0))
+    }
+    fn be32(bytes: &[u8]) -> [u32; 8] {
+        let mut w = [0u32; 8];
+        for (w, c) in w.iter_mut().zip(bytes.chunks_exact(4)) {
+            *w = u32::from_be_bytes(c.try_into().expect("4 bytes"));
+        }
+        w
+    }
+    match prf {
+        Prf::Sha1 => {
+            let (i, o) = keyed::<Sha1Core>(password);
+            let mac = new_mac::<Sha1Core>(password);
+            StartsOf::U32(
+                (0..out_len.div_ceil(20))
+                    .map(|b| Start {
+                        inner: words32(i),
+                        outer: words32(o),
+                        u1: be32(first::<Sha1Core>(&mac, salt, b).as_ref()),
+                    })
+                    .collect(),
+            )
+        }
+        Prf::Sha256 => {
+            let (i, o) = keyed::<Sha256Core>(password);
+            let mac = new_mac::<Sha256Core>(password);
+            StartsOf::U32(
+                (0..out_len.div_ceil(32))
+                    .map(|b| Start {
+                        inner: i,
+                        outer: o,
+                        u1: be32(first::<Sha256Core>(&mac, salt, b).as_ref()),
+                    })
+                    .collect(),
+            )
+        }
+        Prf::Sha512 => {
+            let (i, o) = keyed::<Sha512Core>(password);
+            let mac = new_mac::<Sha512Core>(password);
+            StartsOf::U64(
+                (0..out_len.div_ceil(64))
+                    .map(|b| {
+                        let u1 = first::<Sha512Core>(&mac, salt, b);
+                        let mut w = [0u64; 8];
+                        for (w, c) in w.iter_mut().zip(u1.as_ref().chunks_exact(8)) {
+                            *w = u64::from_be_bytes(c.try_into().expect("8 bytes"));
+                        }
+                        Start {
+                            inner: i,
+                            outer: o,
+                            u1: w,
+                        }
+                    })
+                    .collect(),
+            )
+        }
+        Prf::Sha384 => unreachable!("SHA-384 is not run in lanes"),
+    }
+}
+
+/// The chain starts of one derivation, in the PRF's word size.
+pub(crate) enum StartsOf {
+    U32(Vec<Start<u32>>),
+    U64(Vec<Start<u64>>),
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 
 use subtle::ConstantTimeEq as _;
 
+use crate::lanes::{self, Derivation};
 use crate::{pbkdf2, Prf};
 
 /// The default iteration count (NIST SP 800-63B's floor for low-entropy look-up secrets).
@@ -28,6 +29,23 @@ pub fn split(token_value: &str) -> impl Iterator<Item = &str> {
 pub fn hash(code: &str, salt: &[u8; SALT_LEN], iterations: u32) -> [u8; DIGEST_LEN] {
     let mut out = [0u8; DIGEST_LEN];
     pbkdf2::derive(Prf::Sha512, code.as_bytes(), salt, iterations, &mut out);
+    out
+}
+
+/// Hashes many codes, each with its own salt, all with `iterations`: in SIMD lanes
+/// ([`crate::lanes`]), several times faster per code than [`hash`] one at a time.
+pub fn hash_batch(codes: &[(&str, [u8; SALT_LEN])], iterations: u32) -> Vec<[u8; DIGEST_LEN]> {
+    let mut out = vec![[0u8; DIGEST_LEN]; codes.len()];
+    let mut batch: Vec<Derivation> = codes
+        .iter()
+        .zip(out.iter_mut())
+        .map(|((code, salt), out)| Derivation {
+            password: code.as_bytes(),
+            salt,
+            out,
+        })
+        .collect();
+    lanes::derive_batch(Prf::Sha512, iterations, &mut batch);
     out
 }
 
@@ -53,5 +71,21 @@ mod tests {
         let d = hash(codes[0], &salt, 10);
         assert!(verify("BCDFG-HJKMN", &salt, 10, &d));
         assert!(!verify("bcdfg-hjkmn", &salt, 10, &d));
+    }
+
+    #[test]
+    fn a_batch_hashes_as_one_at_a_time() {
+        let codes: Vec<(&str, [u8; SALT_LEN])> = ["BCDFG-HJKMN", "23456-789BC", "QRSTV-WXYZ2"]
+            .iter()
+            .cycle()
+            .take(11)
+            .enumerate()
+            .map(|(i, c)| (*c, [i as u8; SALT_LEN]))
+            .collect();
+        let batch = hash_batch(&codes, 100);
+        for ((code, salt), digest) in codes.iter().zip(&batch) {
+            assert_eq!(*digest, hash(code, salt, 100));
+            assert!(verify(code, salt, 100, digest));
+        }
     }
 }

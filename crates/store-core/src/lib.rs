@@ -83,18 +83,41 @@ pub fn hash_clear_password(record: &mut ImportRecord) {
 }
 
 /// Hashes the record's plain recovery codes (PBKDF2-HMAC-SHA512, a random salt each)
-/// and forgets the plain text. Pure CPU: run it in parallel across records.
+/// and forgets the plain text. Pure CPU: run it in parallel across records, or hash the
+/// codes of many records together with [`hash_recovery_codes_of`].
 pub fn hash_recovery_codes(record: &mut ImportRecord, iterations: u32) {
+    hash_recovery_codes_of(&mut [record], iterations);
+}
+
+/// [`hash_recovery_codes`] for several records at once: their codes are hashed as one
+/// batch in SIMD lanes ([`ferry_passwords::recovery::hash_batch`]), so give it the
+/// records of a group of 2FA users rather than one at a time.
+pub fn hash_recovery_codes_of(records: &mut [&mut ImportRecord], iterations: u32) {
     use rand::RngCore as _;
     let mut rng = rand::rngs::OsRng;
-    for code in record.recovery_codes.drain(..) {
-        let mut salt = [0u8; ferry_passwords::recovery::SALT_LEN];
-        rng.fill_bytes(&mut salt);
-        let hash = ferry_passwords::recovery::hash(&code, &salt, iterations);
-        record.hashed_recovery_codes.push(HashedRecoveryCode {
-            salt: salt.to_vec(),
-            hash: hash.to_vec(),
-            iterations,
-        });
+    let mut owners = Vec::new();
+    let mut plain = Vec::new();
+    for (i, record) in records.iter_mut().enumerate() {
+        for code in record.recovery_codes.drain(..) {
+            let mut salt = [0u8; ferry_passwords::recovery::SALT_LEN];
+            rng.fill_bytes(&mut salt);
+            owners.push(i);
+            plain.push((code, salt));
+        }
+    }
+    if plain.is_empty() {
+        return;
+    }
+    let codes: Vec<(&str, [u8; ferry_passwords::recovery::SALT_LEN])> =
+        plain.iter().map(|(c, s)| (c.as_str(), *s)).collect();
+    let digests = ferry_passwords::recovery::hash_batch(&codes, iterations);
+    for ((owner, (_, salt)), digest) in owners.into_iter().zip(&plain).zip(digests) {
+        records[owner]
+            .hashed_recovery_codes
+            .push(HashedRecoveryCode {
+                salt: salt.to_vec(),
+                hash: digest.to_vec(),
+                iterations,
+            });
     }
 }

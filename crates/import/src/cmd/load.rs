@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::ValueEnum;
 use ferry_store::{Importer, Item, ItemPreparer, Mode, Policy, RunCounts, RunEnd, Status};
 use indicatif::ProgressBar;
+use rayon::prelude::*;
 
 use crate::args::{MappingArgs, OutputArgs};
 use crate::pipeline::{self, problem_line, With};
@@ -98,8 +99,28 @@ struct Preparation {
     store: ItemPreparer,
 }
 
+/// 2FA users whose recovery codes are hashed together: 40 codes when each has ASP.NET's
+/// ten, five full batches of 8 AVX-512 lanes (ten of 4 AVX2 lanes), and a chunk of 1,000
+/// records with 5% on 2FA still splits into a dozen tasks to share among the cores.
+const RECOVERY_GROUP: usize = 4;
+
+/// Prepares a chunk of mapped records: the recovery codes of its users hashed in groups
+/// of [`RECOVERY_GROUP`] users on every core, then each record made ready for the store.
+fn prepare_chunk(mut chunk: Vec<pipeline::Mapped>, p: &Preparation) -> Vec<Prepared> {
+    let mut with_codes: Vec<&mut ferry_store::ImportRecord> = chunk
+        .iter_mut()
+        .filter_map(|m| m.record.as_mut())
+        .filter(|r| !r.recovery_codes.is_empty())
+        .collect();
+    with_codes
+        .par_chunks_mut(RECOVERY_GROUP)
+        .for_each(|group| ferry_store::hash_recovery_codes_of(group, p.recovery_iterations));
+    chunk.into_par_iter().map(|m| prepare(m, p)).collect()
+}
+
 fn prepare(mut m: pipeline::Mapped, p: &Preparation) -> Prepared {
     if let Some(r) = m.record.as_mut() {
+        // Codes left (none after prepare_chunk) are hashed here.
         ferry_store::hash_recovery_codes(r, p.recovery_iterations);
         ferry_store::hash_clear_password(r);
     }
@@ -292,8 +313,9 @@ pub fn run(args: Args) -> Result<ExitStatus> {
             mapper: &mapper,
             roles: &roles.index,
         };
-        let stage = |l, r| prepare(pipeline::map(with, l, r), &preparation);
-        pipeline::run(&bundle, args.limit, &stage, &mut |chunk| {
+        let stage = |l, r| pipeline::map(with, l, r);
+        let finish = |chunk| prepare_chunk(chunk, &preparation);
+        pipeline::run_then(&bundle, args.limit, &stage, &finish, &mut |chunk| {
             if !json {
                 for w in chunk.iter().flat_map(|p| &p.warnings) {
                     progress.suspend(|| eprintln!("{w}"));

@@ -307,12 +307,13 @@ fn verify(args: &Args) -> Result<ExitStatus> {
         }
     }
 
-    // Credentials: the real PBKDF2 check, in parallel across rows.
-    let mut statuses: Vec<(u64, String, CredentialStatus)> = credentials
-        .par_iter()
-        .zip(candidates.par_iter())
-        .map(|(c, found)| (c.row, c.user.clone(), check_credential(c, found)))
-        .collect();
+    // Credentials: the real check of each row's password against its user's hash.
+    let mut statuses: Vec<(u64, String, CredentialStatus)> =
+        check_credentials(&credentials, &candidates)
+            .into_iter()
+            .zip(&credentials)
+            .map(|(status, c)| (c.row, c.user.clone(), status))
+            .collect();
     statuses.sort_by_key(|s| s.0);
     let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
     for (row, user, status) in &statuses {
@@ -383,25 +384,69 @@ fn verify(args: &Args) -> Result<ExitStatus> {
     Ok(ExitStatus::failed_if(failed))
 }
 
-/// The outcome of one credential row, given the bundle users it names.
-fn check_credential(c: &Credential, found: &[Candidate]) -> CredentialStatus {
+/// Hashes checked together in SIMD lanes: rows are sorted by PRF and iteration count
+/// first, so each group is one or two full batches, and the groups run on every core.
+const CREDENTIAL_GROUP: usize = 64;
+
+/// The outcome of each credential row, in order: the hash of the bundle user it names
+/// checked against its password, PBKDF2 hashes with the same parameters together.
+fn check_credentials(
+    credentials: &[Credential],
+    candidates: &[Vec<Candidate>],
+) -> Vec<CredentialStatus> {
+    let picked: Vec<Result<PasswordHash, CredentialStatus>> = candidates
+        .par_iter()
+        .map(|found| pick_hash(found))
+        .collect();
+    let mut statuses: Vec<CredentialStatus> = picked
+        .iter()
+        .map(|p| match p {
+            Ok(_) => CredentialStatus::WrongPassword,
+            Err(s) => *s,
+        })
+        .collect();
+    let mut to_check: Vec<(usize, &PasswordHash)> = picked
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.as_ref().ok().map(|h| (i, h)))
+        .collect();
+    to_check.sort_by_key(|(_, h)| h.pbkdf2().map(|c| (c.prf, c.iterations)));
+    let verified: Vec<(usize, bool)> = to_check
+        .par_chunks(CREDENTIAL_GROUP)
+        .flat_map_iter(|group| {
+            let pairs: Vec<(&PasswordHash, &str)> = group
+                .iter()
+                .map(|(i, h)| (*h, credentials[*i].password.as_str()))
+                .collect();
+            let answers = ferry_passwords::hash::verify_batch(&pairs);
+            group
+                .iter()
+                .map(|(i, _)| *i)
+                .zip(answers)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for (i, ok) in verified {
+        if ok {
+            statuses[i] = CredentialStatus::Verified;
+        }
+    }
+    statuses
+}
+
+/// The hash a credential row is checked against, given the bundle users it names, or
+/// why there is none.
+fn pick_hash(found: &[Candidate]) -> Result<PasswordHash, CredentialStatus> {
     let by_name: Vec<&Candidate> = found.iter().filter(|f| f.by_name).collect();
-    let pick: Result<&Candidate, CredentialStatus> = match (by_name.as_slice(), found) {
-        ([one], _) => Ok(one),
-        ([], []) => Err(CredentialStatus::NoSuchUser),
-        ([], [one]) => Ok(one),
-        _ => Err(CredentialStatus::Ambiguous),
+    let candidate = match (by_name.as_slice(), found) {
+        ([one], _) => *one,
+        ([], []) => return Err(CredentialStatus::NoSuchUser),
+        ([], [one]) => one,
+        _ => return Err(CredentialStatus::Ambiguous),
     };
-    match pick {
-        Err(s) => s,
-        Ok(candidate) => match candidate.hash.as_deref() {
-            None | Some("") => CredentialStatus::NoPassword,
-            Some(text) => match PasswordHash::parse(text) {
-                Err(_) => CredentialStatus::MalformedHash,
-                Ok(hash) if hash.verify(&c.password) => CredentialStatus::Verified,
-                Ok(_) => CredentialStatus::WrongPassword,
-            },
-        },
+    match candidate.hash.as_deref() {
+        None | Some("") => Err(CredentialStatus::NoPassword),
+        Some(text) => PasswordHash::parse(text).map_err(|_| CredentialStatus::MalformedHash),
     }
 }
 

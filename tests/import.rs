@@ -629,7 +629,9 @@ fn recovery_codes_are_stored_as_pbkdf2_of_the_bundles_codes() {
              JOIN users u ON u.id = c.user_id ORDER BY c.rowid",
         )
         .unwrap();
-    let mut stored: BTreeMap<String, Vec<(Vec<u8>, Vec<u8>, u32)>> = BTreeMap::new();
+    // Salt, hash and iterations of each stored code, by subject.
+    type Stored = Vec<(Vec<u8>, Vec<u8>, u32)>;
+    let mut stored: BTreeMap<String, Stored> = BTreeMap::new();
     let rows = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .unwrap();

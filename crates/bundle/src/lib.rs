@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 
 pub mod census;
+pub mod dupkeys;
 mod encoding;
 mod error;
 mod fsutil;

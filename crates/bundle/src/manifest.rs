@@ -194,7 +194,7 @@ impl Manifest {
     /// Reads and checks `manifest.json` in `dir`.
     pub fn read(dir: &Path) -> Result<Manifest, Error> {
         let path = dir.join(MANIFEST);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
+        let text = read_manifest_text(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 Error::Manifest {
                     path: path.clone(),
@@ -215,6 +215,17 @@ impl Manifest {
                 path,
                 message: format!("format is `{}`, expected `{FORMAT}`", manifest.format),
             });
+        }
+        for (i, part) in manifest.parts.iter().enumerate() {
+            if let Some(problem) = fsutil::part_name_problem(&part.file) {
+                return Err(Error::Manifest {
+                    path,
+                    message: format!(
+                        "parts[{i}].file {:?} {problem}; a manifest lists only files inside its bundle folder",
+                        part.file
+                    ),
+                });
+            }
         }
         if manifest.version != VERSION {
             return Err(Error::Manifest {
@@ -237,7 +248,7 @@ impl Manifest {
         text.push('\n');
         {
             use std::io::Write as _;
-            let mut file = fsutil::create_private(&tmp).map_err(|e| Error::io(&tmp, e))?;
+            let mut file = fsutil::create_exclusive(&tmp).map_err(|e| Error::io(&tmp, e))?;
             file.write_all(text.as_bytes())
                 .map_err(|e| Error::io(&tmp, e))?;
             file.sync_all().map_err(|e| Error::io(&tmp, e))?;
@@ -254,4 +265,12 @@ impl Manifest {
     pub fn roles_part(&self) -> Option<&Part> {
         self.parts.iter().find(|p| p.entity == "roles")
     }
+}
+
+/// The manifest's text, read without following a link.
+fn read_manifest_text(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    fsutil::open_in_bundle(path)?.read_to_string(&mut text)?;
+    Ok(text)
 }

@@ -99,17 +99,57 @@ impl BundleReader {
         &self.dir
     }
 
-    /// Re-reads every part and compares size and SHA-256 with the manifest. Parts are
-    /// hashed in parallel; the mismatches come in manifest order.
+    /// Re-reads every part and compares size, SHA-256 and record count with the manifest,
+    /// and checks that the manifest's counts add up and that it lists every part in the
+    /// folder. Parts are hashed in parallel; the problems come in manifest order, then the
+    /// folder's.
     pub fn check_parts(&self) -> Result<Vec<ChecksumMismatch>, Error> {
         use rayon::prelude::*;
         let checked: Vec<Option<ChecksumMismatch>> = self
             .manifest
             .parts
             .par_iter()
-            .map(|part| check_part(&self.dir, part))
+            .map(|part| check_part(&self.dir, part, self.manifest.encoding))
             .collect::<Result<_, _>>()?;
-        Ok(checked.into_iter().flatten().collect())
+        let mut problems: Vec<ChecksumMismatch> = checked.into_iter().flatten().collect();
+        let listed: u64 = self.manifest.user_parts().map(|p| p.records).sum();
+        if listed != self.manifest.counts.users {
+            problems.push(ChecksumMismatch {
+                file: crate::MANIFEST.into(),
+                message: format!(
+                    "counts.users is {} but its users parts list {listed} records; the manifest was edited by hand: run `ferry-import seal` to count them again",
+                    self.manifest.counts.users
+                ),
+            });
+        }
+        problems.extend(self.unlisted_parts()?);
+        Ok(problems)
+    }
+
+    /// Files in the folder named as parts are (`users-*`, `roles*`) that the manifest does
+    /// not list: nothing in them would be read, so they are refused, not ignored.
+    fn unlisted_parts(&self) -> Result<Vec<ChecksumMismatch>, Error> {
+        let listed: std::collections::HashSet<&str> = self
+            .manifest
+            .parts
+            .iter()
+            .map(|p| p.file.as_str())
+            .collect();
+        let mut unlisted = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&self.dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if (name.starts_with("users-") || name.starts_with("roles"))
+                && !listed.contains(name.as_str())
+            {
+                unlisted.push(ChecksumMismatch {
+                    file: name,
+                    message: "is in the bundle folder but not in its manifest, so none of its records would be read; move it out of the folder, or export the bundle again if it belongs in it".into(),
+                });
+            }
+        }
+        unlisted.sort_by(|a, b| a.file.cmp(&b.file));
+        Ok(unlisted)
     }
 
     /// Streams the users of every part in manifest order, decoded. Blank lines are
@@ -149,9 +189,13 @@ impl BundleReader {
 }
 
 /// Hashes one part and says how it differs from its manifest entry, if it does.
-pub fn check_part(dir: &Path, part: &Part) -> Result<Option<ChecksumMismatch>, Error> {
+pub fn check_part(
+    dir: &Path,
+    part: &Part,
+    encoding: Encoding,
+) -> Result<Option<ChecksumMismatch>, Error> {
     let path = dir.join(&part.file);
-    let (bytes, sha256) = match hash_file(&path) {
+    let (bytes, sha256, lines) = match scan_file(&path) {
         Ok(x) => x,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(Some(ChecksumMismatch {
@@ -161,24 +205,39 @@ pub fn check_part(dir: &Path, part: &Part) -> Result<Option<ChecksumMismatch>, E
         }
         Err(e) => return Err(Error::io(&path, e)),
     };
-    if sha256 != part.sha256 || bytes != part.bytes {
-        return Ok(Some(ChecksumMismatch {
+    let mismatch = |message: String| {
+        Ok(Some(ChecksumMismatch {
             file: part.file.clone(),
-            message: format!(
-                "changed since the manifest was written ({} bytes, expected {}); if the edit was meant, run `ferry-import seal` to accept it",
-                bytes, part.bytes
-            ),
-        }));
+            message,
+        }))
+    };
+    if bytes != part.bytes {
+        return mismatch(format!(
+            "changed since the manifest was written ({bytes} bytes, expected {}); if the edit was meant, run `ferry-import seal` to accept it",
+            part.bytes
+        ));
+    }
+    if sha256 != part.sha256 {
+        return mismatch(format!(
+            "changed since the manifest was written (the same {bytes} bytes, but its SHA-256 differs from the manifest's); if the edit was meant, run `ferry-import seal` to accept it"
+        ));
+    }
+    if encoding == Encoding::Ndjson && lines != part.records {
+        return mismatch(format!(
+            "holds {lines} records but the manifest says {}; the manifest was edited by hand: run `ferry-import seal` to count them again",
+            part.records
+        ));
     }
     Ok(None)
 }
 
-/// Size and SHA-256 of a file, in one streaming pass.
-pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
-    let mut file = File::open(path)?;
+/// Size, SHA-256 and the number of lines that are not blank (NDJSON records) of a file,
+/// in one streaming pass.
+fn scan_file(path: &Path) -> std::io::Result<(u64, String, u64)> {
+    let mut file = crate::fsutil::open_in_bundle(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
-    let mut bytes = 0u64;
+    let (mut bytes, mut lines, mut blank) = (0u64, 0u64, true);
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
@@ -186,8 +245,22 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
         }
         hasher.update(&buf[..n]);
         bytes += n as u64;
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                lines += u64::from(!blank);
+                blank = true;
+            } else if !b.is_ascii_whitespace() {
+                blank = false;
+            }
+        }
     }
-    Ok((bytes, hex(&hasher.finalize())))
+    lines += u64::from(!blank);
+    Ok((bytes, hex(&hasher.finalize()), lines))
+}
+
+/// Size and SHA-256 of a file, in one streaming pass. A link is not followed.
+pub fn hash_file(path: &Path) -> std::io::Result<(u64, String)> {
+    scan_file(path).map(|(bytes, sha256, _)| (bytes, sha256))
 }
 
 /// A stream of records from one or more part files.
@@ -356,7 +429,7 @@ impl Iterator for Lines {
             if self.current.is_none() {
                 let file = self.files.next()?;
                 let path = self.dir.join(&file);
-                match File::open(&path) {
+                match crate::fsutil::open_in_bundle(&path) {
                     Ok(f) => {
                         self.current = Some((file, BufReader::with_capacity(256 * 1024, f), 0))
                     }
@@ -393,10 +466,40 @@ impl Iterator for Lines {
 
 /// Parses one line. The fast path is a direct parse; only a failing line is parsed a
 /// second time to find its subject id and the path of the faulty field.
+///
+/// A key given twice in one object is an error (serde would let the last one win).
 pub fn parse_record<T: serde::de::DeserializeOwned>(line: &str) -> Result<T, RecordError> {
-    match serde_json::from_str::<T>(line) {
+    // A duplicate field of a record fails the parse; one inside `Extra` does not. Either
+    // way the duplicate is what to report: the second parse of `explain` would lose it.
+    let parsed = serde_json::from_str::<T>(line);
+    if let Some(d) = crate::dupkeys::first_duplicate(line) {
+        return Err(RecordError {
+            subject: subject_of(line),
+            field: d.path,
+            message: format!(
+                "this key is given twice (the second time at column {}); a record holds each key once: remove one of them",
+                d.column
+            ),
+        });
+    }
+    match parsed {
         Ok(record) => Ok(record),
         Err(_) => explain(line),
+    }
+}
+
+/// The `Id` of a line that is valid JSON, when it has a string one.
+fn subject_of(line: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Subject {
+        #[serde(rename = "Id")]
+        id: Option<serde_json::Value>,
+    }
+    let s: Subject = serde_json::from_str(line).ok()?;
+    match s.id? {
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 

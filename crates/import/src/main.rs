@@ -7,6 +7,7 @@ mod dupes;
 mod exit;
 mod pipeline;
 mod priority;
+mod private;
 mod setup;
 mod summary;
 

@@ -7,7 +7,6 @@
 //! cannot be a record's (a null `Id`, `Extra` that is not JSON) is a problem of that
 //! record, with its field.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -47,7 +46,7 @@ fn part_error(path: &Path, message: impl Into<String>) -> Error {
 impl PartReader {
     /// Opens `path` and checks its schema.
     pub(crate) fn open(path: &Path) -> Result<PartReader, Error> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = crate::fsutil::open_in_bundle(path).map_err(|e| Error::io(path, e))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|e| part_error(path, format!("not a readable Parquet file: {e}")))?;
         if let Some(version) = builder

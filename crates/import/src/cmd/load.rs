@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::ValueEnum;
 use ferry_store::{Importer, Item, ItemPreparer, Mode, Policy, RunCounts, RunEnd, Status};
 use indicatif::ProgressBar;
@@ -272,8 +272,7 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     let run = store.begin_run(&args.bundle.display().to_string(), policy)?;
     let mut report = match &args.report {
         Some(path) => {
-            let mut w = csv::Writer::from_path(path)
-                .with_context(|| format!("cannot create `{}`", path.display()))?;
+            let mut w = csv::Writer::from_writer(crate::private::create_file(path)?);
             w.write_record(["subject_id", "file", "line", "status", "reason", "message"])?;
             Some(w)
         }

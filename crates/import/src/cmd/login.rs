@@ -1,8 +1,8 @@
 //! `ferry-import login`: log in as an imported user, as the application will.
 
-use std::io::{BufRead as _, IsTerminal as _};
+use std::io::{BufRead as _, IsTerminal as _, Read as _};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use ferry_store::login::{self, Verdict};
 
@@ -55,16 +55,30 @@ fn now() -> Result<DateTime<Utc>> {
     }
 }
 
+/// The longest password line `login` reads from standard input (a password, and a
+/// newline), in bytes.
+const MAX_PASSWORD_LINE: usize = 4096;
+
 fn read_password() -> Result<String> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         return Ok(rpassword::prompt_password("password: ")?);
     }
-    let mut line = String::new();
+    // Bounded: `login < /dev/zero` must not try to hold a gigabyte-long "line".
+    let mut raw = Vec::new();
     stdin
         .lock()
-        .read_line(&mut line)
+        .take(MAX_PASSWORD_LINE as u64 + 1)
+        .read_until(b'\n', &mut raw)
         .context("cannot read the password from standard input")?;
+    if raw.len() > MAX_PASSWORD_LINE {
+        bail!(
+            "the password line on standard input is longer than {} KiB; give one password, then a newline",
+            MAX_PASSWORD_LINE / 1024
+        );
+    }
+    let mut line = String::from_utf8(raw)
+        .map_err(|_| anyhow::anyhow!("the password on standard input is not UTF-8"))?;
     if line.ends_with('\n') {
         line.pop();
         if line.ends_with('\r') {

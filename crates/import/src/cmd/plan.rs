@@ -130,7 +130,7 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     if args.out.exists() && std::fs::read_dir(&args.out)?.next().is_some() {
         bail!("`{}` is not empty", args.out.display());
     }
-    std::fs::create_dir_all(&args.out)?;
+    crate::private::create_dir(&args.out)?;
     let roles = setup::roles(&bundle, &mapper, false)?;
     let mut roles_file = private_file(&args.out.join("roles.json"))?;
     let roles_json: Vec<Value> = roles

@@ -71,7 +71,7 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     for part in manifest.parts.iter_mut() {
         let (bytes, sha256) = hash_file(&bundle.dir().join(&part.file))?;
         let after = records.get(&part.file).copied().unwrap_or(0);
-        if sha256 != part.sha256 || bytes != part.bytes {
+        if sha256 != part.sha256 || bytes != part.bytes || after != part.records {
             changed.push(EditedFile {
                 file: part.file.clone(),
                 records_before: part.records,
@@ -84,12 +84,15 @@ pub fn run(args: Args) -> Result<ExitStatus> {
             part.records = after;
         }
     }
-    if changed.is_empty() {
+    let (mut counts, census) = tally.finish();
+    counts.orphans = manifest.counts.orphans.clone();
+    if changed.is_empty() && counts == manifest.counts {
         eprintln!("nothing to seal: every file matches the manifest");
         return Ok(ExitStatus::Success);
     }
-    let (mut counts, census) = tally.finish();
-    counts.orphans = manifest.counts.orphans.clone();
+    if changed.is_empty() {
+        eprintln!("sealed manifest.json: its counts were recounted from the parts");
+    }
     manifest.counts = counts;
     manifest.password_hashes = census;
     manifest.edits.push(Edit {

@@ -1,0 +1,326 @@
+//! End-to-end tests of bundles as an attacker or a careless editor leaves them: links and
+//! paths that lead outside the bundle, keys given twice, parts the manifest does not list,
+//! counts edited by hand, and what login reads from standard input. Each is refused with a
+//! message naming the file (and line and field where there is one), and nothing outside
+//! the bundle is read or written.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
+use ferry_e2e::{run, schema, Workdir};
+use ferry_fixtures::Generation;
+
+const SCIM: &str = "scim-user.json";
+
+fn bundle(w: &Workdir) {
+    let db = w.fixture("app.db", Generation::CoreV3, 12, false);
+    w.export(&db, "bundle");
+}
+
+fn validate(w: &Workdir, dir: &str) -> ferry_e2e::Run {
+    run(
+        "ferry-import",
+        &["validate", &w.arg(dir), "--schema", &schema(SCIM)],
+    )
+}
+
+/// validate accepts the bundle itself (exit 0, or 1 for the fixture's own planted record
+/// problems; 2 is a bundle refused).
+fn validate_ok(w: &Workdir, dir: &str) -> ferry_e2e::Run {
+    let v = validate(w, dir);
+    assert!(v.code == 0 || v.code == 1, "exit {}: {}", v.code, v.stderr);
+    v
+}
+
+/// The number of records with errors that validate reports (`… N errors in M records`).
+fn records_in_error(v: &ferry_e2e::Run) -> u64 {
+    let summary = v
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("checked "))
+        .unwrap_or_else(|| panic!("no summary in {}", v.stderr));
+    let after = summary.split(" in ").nth(1).unwrap_or("0");
+    after.split(' ').next().unwrap().parse().unwrap()
+}
+
+fn users_file(w: &Workdir) -> std::path::PathBuf {
+    w.path("bundle/users-00000.ndjson")
+}
+
+fn load(w: &Workdir, extra: &[&str]) -> ferry_e2e::Run {
+    let (bundle, target, s) = (w.arg("bundle"), w.arg("users.db"), schema(SCIM));
+    let mut args = vec!["load", &bundle, "--schema", &s, "--target", &target];
+    args.extend_from_slice(extra);
+    run("ferry-import", &args)
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn a_symlinked_part_is_refused_and_nothing_is_imported_from_it() {
+    let w = Workdir::new();
+    bundle(&w);
+    std::fs::rename(users_file(&w), w.path("elsewhere.ndjson")).unwrap();
+    std::os::unix::fs::symlink(w.path("elsewhere.ndjson"), users_file(&w)).unwrap();
+    let v = validate(&w, "bundle").expect_code(2);
+    assert!(
+        v.stderr.contains("users-00000.ndjson`: is a symbolic link"),
+        "{}",
+        v.stderr
+    );
+    let l = load(&w, &[]).expect_code(2);
+    assert!(l.stderr.contains("symbolic link"), "{}", l.stderr);
+    if w.path("users.db").exists() {
+        let conn = rusqlite::Connection::open(w.path("users.db")).unwrap();
+        let users: i64 = conn
+            .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(users, 0);
+    }
+}
+
+#[test]
+fn seal_never_writes_through_a_symlinked_temporary_manifest() {
+    let w = Workdir::new();
+    bundle(&w);
+    std::fs::write(w.path("precious.txt"), "keep me\n").unwrap();
+    std::os::unix::fs::symlink(w.path("precious.txt"), w.path("bundle/.manifest.json.tmp"))
+        .unwrap();
+    // An edit to seal: a blank line at the end.
+    let mut text = std::fs::read_to_string(users_file(&w)).unwrap();
+    text.push('\n');
+    std::fs::write(users_file(&w), text).unwrap();
+    run("ferry-import", &["seal", &w.arg("bundle")]).expect_code(0);
+    assert_eq!(
+        std::fs::read_to_string(w.path("precious.txt")).unwrap(),
+        "keep me\n"
+    );
+    assert!(!w.path("bundle/.manifest.json.tmp").exists());
+    assert_eq!(mode(&w.path("bundle/manifest.json")), 0o600);
+    validate_ok(&w, "bundle");
+}
+
+#[test]
+fn a_part_name_that_is_a_path_is_refused_naming_the_entry() {
+    let w = Workdir::new();
+    bundle(&w);
+    std::fs::copy(users_file(&w), w.path("outside.ndjson")).unwrap();
+    for bad in ["../outside.ndjson", "/etc/passwd", "sub\\\\x.ndjson"] {
+        let manifest = std::fs::read_to_string(w.path("bundle/manifest.json")).unwrap();
+        let edited = manifest.replace("\"users-00000.ndjson\"", &format!("\"{bad}\""));
+        std::fs::write(w.path("bundle/manifest.json"), &edited).unwrap();
+        let v = validate(&w, "bundle").expect_code(2);
+        assert!(
+            v.stderr.contains("manifest.json`: parts[0].file")
+                && v.stderr
+                    .contains("is a path, not a plain file name inside the bundle"),
+            "{bad}: {}",
+            v.stderr
+        );
+        std::fs::write(w.path("bundle/manifest.json"), &manifest).unwrap();
+    }
+    validate_ok(&w, "bundle");
+}
+
+#[test]
+fn a_part_the_manifest_does_not_list_is_refused() {
+    let w = Workdir::new();
+    bundle(&w);
+    std::fs::copy(users_file(&w), w.path("bundle/users-00001.ndjson")).unwrap();
+    let v = validate(&w, "bundle").expect_code(2);
+    assert!(
+        v.stderr.contains(
+            "users-00001.ndjson: is in the bundle folder but not in its manifest, so none of its records would be read"
+        ),
+        "{}",
+        v.stderr
+    );
+    std::fs::remove_file(w.path("bundle/users-00001.ndjson")).unwrap();
+    validate_ok(&w, "bundle");
+}
+
+#[test]
+fn counts_edited_by_hand_are_refused_until_sealed() {
+    let w = Workdir::new();
+    bundle(&w);
+    let path = w.path("bundle/manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let users = m["counts"]["users"].as_u64().unwrap();
+    m["counts"]["users"] = (users + 1).into();
+    std::fs::write(&path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let v = validate(&w, "bundle").expect_code(2);
+    assert!(
+        v.stderr.contains(&format!(
+            "manifest.json: counts.users is {} but its users parts list {users} records",
+            users + 1
+        )),
+        "{}",
+        v.stderr
+    );
+    // A part's own count, edited.
+    m["counts"]["users"] = users.into();
+    m["parts"][0]["records"] = (users - 1).into();
+    std::fs::write(&path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let v = validate(&w, "bundle").expect_code(2);
+    assert!(
+        v.stderr.contains(&format!(
+            "users-00000.ndjson: holds {users} records but the manifest says {}",
+            users - 1
+        )),
+        "{}",
+        v.stderr
+    );
+    let s = run("ferry-import", &["seal", &w.arg("bundle")]).expect_code(0);
+    assert!(s.stderr.contains("sealed"), "{}", s.stderr);
+    validate_ok(&w, "bundle");
+}
+
+#[test]
+fn an_unsealed_edit_of_the_same_size_says_the_checksum_differs() {
+    let w = Workdir::new();
+    bundle(&w);
+    let text = std::fs::read_to_string(users_file(&w)).unwrap();
+    let edited = text.replacen("@example.com", "@EXAMPLE.com", 1);
+    assert!(edited != text && edited.len() == text.len());
+    std::fs::write(users_file(&w), edited).unwrap();
+    let v = validate(&w, "bundle").expect_code(2);
+    assert!(
+        v.stderr
+            .contains("users-00000.ndjson: changed since the manifest was written (the same")
+            && v.stderr.contains("its SHA-256 differs from the manifest's"),
+        "{}",
+        v.stderr
+    );
+}
+
+/// The column a message gives, from `at column N)`.
+fn column_in(message: &str) -> usize {
+    message
+        .split("at column ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no column in {message}"))
+}
+
+#[test]
+fn a_key_given_twice_is_an_error_and_every_other_record_is_unchanged() {
+    let w = Workdir::new();
+    bundle(&w);
+    let before = records_in_error(&validate_ok(&w, "bundle"));
+    let text = std::fs::read_to_string(users_file(&w)).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let ids: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["Id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let strip = |l: &str| l.strip_suffix('}').unwrap().to_string();
+    lines[1] = format!("{},\"UserName\":\"mallory\"}}", strip(&lines[1]));
+    lines[3] = format!("{},\"PasswordHash\":null}}", strip(&lines[3]));
+    lines[5] = lines[5].replacen("\"Extra\":{", "\"Extra\":{\"Age\":1,\"Age\":2,", 1);
+    assert!(
+        lines[5].contains("\"Age\":2"),
+        "the fixture's users have Extra"
+    );
+    std::fs::write(users_file(&w), lines.join("\n") + "\n").unwrap();
+    // seal refuses the bundle, naming each line.
+    let s = run("ferry-import", &["seal", &w.arg("bundle")]).expect_code(1);
+    assert!(s.stderr.contains("users-00000.ndjson:2:"), "{}", s.stderr);
+    // validate checks every record, reports the three, and ends with exit 2 (unsealed).
+    let v = validate(&w, "bundle").expect_code(2);
+    let line_of = |n: usize| {
+        v.stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("users-00000.ndjson:{n}: ")))
+            .unwrap_or_else(|| panic!("no error for line {n}: {}", v.stderr))
+            .to_string()
+    };
+    let two = line_of(2);
+    assert!(
+        two.starts_with(&format!(
+            "users-00000.ndjson:2: {}: UserName: this key is given twice (the second time at column",
+            ids[1]
+        )),
+        "{two}"
+    );
+    let four = line_of(4);
+    assert!(
+        four.contains(&format!(
+            "{}: PasswordHash: this key is given twice",
+            ids[3]
+        )),
+        "{four}"
+    );
+    // The column is where the second key starts.
+    let col = column_in(&four);
+    assert_eq!(
+        col - 1,
+        lines[3].rfind("\"PasswordHash\"").unwrap(),
+        "{four}"
+    );
+    let six = line_of(6);
+    assert!(six.contains("Extra.Age: this key is given twice"), "{six}");
+    assert_eq!(records_in_error(&v), before + 3, "{}", v.stderr);
+    assert!(
+        v.stderr
+            .contains(&format!("checked {} records:", lines.len())),
+        "{}",
+        v.stderr
+    );
+}
+
+#[test]
+fn login_refuses_a_password_line_without_end() {
+    let w = Workdir::new();
+    bundle(&w);
+    load(&w, &[]);
+    // A megabyte with no newline, as `login < /dev/zero` would give (from a file: login
+    // stops reading long before the end).
+    std::fs::write(w.path("stdin"), vec![b'a'; 1 << 20]).unwrap();
+    let out = ferry_e2e::command("ferry-import")
+        .args(["login", "--target", &w.arg("users.db"), "--user", "alice"])
+        .stdin(std::fs::File::open(w.path("stdin")).unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the password line on standard input is longer than 4 KiB"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn reports_and_plans_are_owner_only_whatever_the_umask() {
+    let w = Workdir::new();
+    bundle(&w);
+    // A report file that exists with wider permissions is narrowed.
+    std::fs::write(w.path("load.csv"), "old").unwrap();
+    std::fs::set_permissions(w.path("load.csv"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    load(&w, &["--report", &w.arg("load.csv")]);
+    assert_eq!(mode(&w.path("load.csv")), 0o600);
+    assert!(std::fs::read_to_string(w.path("load.csv"))
+        .unwrap()
+        .starts_with("subject_id,"));
+    run(
+        "ferry-import",
+        &[
+            "plan",
+            &w.arg("bundle"),
+            "--schema",
+            &schema(SCIM),
+            "--out",
+            &w.arg("plan/new"),
+        ],
+    );
+    assert_eq!(mode(&w.path("plan/new")), 0o700);
+    assert_eq!(mode(&w.path("plan/new/plan-00000.ndjson")), 0o600);
+}

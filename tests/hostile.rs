@@ -324,3 +324,15 @@ fn reports_and_plans_are_owner_only_whatever_the_umask() {
     assert_eq!(mode(&w.path("plan/new")), 0o700);
     assert_eq!(mode(&w.path("plan/new/plan-00000.ndjson")), 0o600);
 }
+
+#[test]
+fn a_store_with_wider_permissions_is_narrowed_to_its_owner() {
+    let w = Workdir::new();
+    bundle(&w);
+    load(&w, &[]);
+    assert_eq!(mode(&w.path("users.db")), 0o600);
+    std::fs::set_permissions(w.path("users.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    // A second load of the same bundle (every user skipped) opens it for writing.
+    load(&w, &[]);
+    assert_eq!(mode(&w.path("users.db")), 0o600);
+}

@@ -239,14 +239,21 @@ impl SqliteStore {
     }
 
     fn prepare_for_writing(&mut self, existed: bool) -> Result<(), Prep> {
+        // The store holds password hashes and TOTP keys: owner-only, whether ferry just
+        // created it or it was there with wider permissions (its side files too).
+        #[cfg(unix)]
+        for suffix in ["", "-wal", "-shm"] {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mut file = self.path.clone().into_os_string();
+            file.push(suffix);
+            if let Ok(meta) = std::fs::metadata(&file) {
+                if meta.permissions().mode() & 0o077 != 0 {
+                    let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+                }
+            }
+        }
         let conn = &mut self.conn;
         if !existed {
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt as _;
-                let _ =
-                    std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o600));
-            }
             // Set before the first table: a store's page size is fixed once it has pages.
             conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         }

@@ -336,3 +336,127 @@ fn a_store_with_wider_permissions_is_narrowed_to_its_owner() {
     load(&w, &[]);
     assert_eq!(mode(&w.path("users.db")), 0o600);
 }
+
+/// Writes the users part with `edit` applied to its lines, and returns the edited lines.
+fn edit_lines(w: &Workdir, edit: impl FnOnce(&mut Vec<Vec<u8>>)) -> Vec<Vec<u8>> {
+    let text = std::fs::read(users_file(w)).unwrap();
+    let mut lines: Vec<Vec<u8>> = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    edit(&mut lines);
+    let mut out = Vec::new();
+    for l in &lines {
+        out.extend_from_slice(l);
+        out.push(b'\n');
+    }
+    std::fs::write(users_file(w), out).unwrap();
+    lines
+}
+
+/// The error validate gives for line `n` of the users part.
+fn error_at(v: &ferry_e2e::Run, n: usize) -> String {
+    v.stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("users-00000.ndjson:{n}: ")))
+        .unwrap_or_else(|| panic!("no error for line {n}: {}", v.stderr))
+        .to_string()
+}
+
+#[test]
+fn a_byte_order_mark_is_accepted_on_a_part_and_a_schema() {
+    let w = Workdir::new();
+    bundle(&w);
+    let before = records_in_error(&validate_ok(&w, "bundle"));
+    edit_lines(&w, |lines| {
+        lines[0].splice(0..0, *b"\xEF\xBB\xBF");
+    });
+    run("ferry-import", &["seal", &w.arg("bundle")]).expect_code(0);
+    let mut schema_text = b"\xEF\xBB\xBF".to_vec();
+    schema_text.extend(std::fs::read(schema(SCIM)).unwrap());
+    std::fs::write(w.path("schema.json"), schema_text).unwrap();
+    let v = run(
+        "ferry-import",
+        &[
+            "validate",
+            &w.arg("bundle"),
+            "--schema",
+            &w.arg("schema.json"),
+        ],
+    );
+    assert!(v.code == 0 || v.code == 1, "{}", v.stderr);
+    assert_eq!(records_in_error(&v), before, "{}", v.stderr);
+}
+
+#[test]
+fn unreadable_lines_are_named_and_every_other_line_is_still_checked() {
+    let w = Workdir::new();
+    bundle(&w);
+    let before = records_in_error(&validate_ok(&w, "bundle"));
+    let lines = edit_lines(&w, |lines| {
+        // Line 2: a byte that is not UTF-8, inside a user name.
+        let at = lines[1]
+            .windows(11)
+            .position(|x| x == b"\"UserName\":")
+            .unwrap()
+            + 12;
+        lines[1][at] = 0xFF;
+        // Line 4: cut off in the middle.
+        let half = lines[3].len() / 2;
+        lines[3].truncate(half);
+        // Line 6: two records joined by a CR, as a file with CR-only endings reads.
+        let next = lines.remove(6);
+        lines[5].push(b'\r');
+        lines[5].extend(next);
+    });
+    let v = validate(&w, "bundle").expect_code(2);
+    let two = error_at(&v, 2);
+    let byte = lines[1].iter().position(|&b| b == 0xFF).unwrap() + 1;
+    assert!(
+        two.ends_with(&format!(
+            "not valid UTF-8 at byte {byte} of the line; save the file as UTF-8"
+        )),
+        "{two}"
+    );
+    let four = error_at(&v, 4);
+    assert!(
+        four.contains("the line ends early, at column") && four.contains("the record is cut off"),
+        "{four}"
+    );
+    let six = error_at(&v, 6);
+    assert!(six.contains("CR-only line endings"), "{six}");
+    assert!(
+        v.stderr
+            .contains(&format!("checked {} records:", lines.len())),
+        "{}",
+        v.stderr
+    );
+    // The three, and the records with the fixture's own problems (one of which may be the
+    // record joined onto line 6).
+    let now = records_in_error(&v);
+    assert!(
+        now == before + 3 || now == before + 2,
+        "{before} -> {now}: {}",
+        v.stderr
+    );
+}
+
+#[test]
+fn a_line_longer_than_16_mib_is_refused_and_the_next_is_read() {
+    let w = Workdir::new();
+    bundle(&w);
+    let lines = edit_lines(&w, |lines| lines.insert(1, vec![b' '; (16 << 20) + 10]));
+    let v = validate(&w, "bundle").expect_code(2);
+    let two = error_at(&v, 2);
+    assert!(
+        two.contains("the line is longer than 16 MiB, the most a record may be"),
+        "{two}"
+    );
+    assert!(
+        v.stderr
+            .contains(&format!("checked {} records:", lines.len())),
+        "{}",
+        v.stderr
+    );
+}

@@ -286,7 +286,15 @@ impl<T: serde::de::DeserializeOwned> Iterator for Records<T> {
             Ok(l) => l,
             Err(e) => return Some(Err(e)),
         };
-        Some(Ok((location, parse_record(&line))))
+        let record = match line {
+            Ok(line) => parse_record(&line),
+            Err(message) => Err(RecordError {
+                subject: None,
+                field: String::new(),
+                message,
+            }),
+        };
+        Some(Ok((location, record)))
     }
 }
 
@@ -301,6 +309,8 @@ enum Body {
     Line(String),
     /// A row of a batch of a Parquet part.
     Row(Arc<UserColumns>, usize),
+    /// A line that is not UTF-8 text, or too long: why.
+    Unreadable(String),
 }
 
 impl RawRecord {
@@ -314,6 +324,11 @@ impl RawRecord {
         let record = match &self.body {
             Body::Line(line) => parse_record(line),
             Body::Row(batch, row) => batch.record(*row),
+            Body::Unreadable(message) => Err(RecordError {
+                subject: None,
+                field: String::new(),
+                message: message.clone(),
+            }),
         };
         (self.location, record)
     }
@@ -336,7 +351,10 @@ impl Iterator for UserRecords {
         match &mut self.source {
             Source::Lines(lines) => Some(lines.next()?.map(|(location, line)| RawRecord {
                 location,
-                body: Body::Line(line),
+                body: match line {
+                    Ok(line) => Body::Line(line),
+                    Err(message) => Body::Unreadable(message),
+                },
             })),
             Source::Rows(rows) => rows.next(),
         }
@@ -421,8 +439,15 @@ impl Lines {
     }
 }
 
+/// The longest line a part may hold: far above any real record, low enough that a file
+/// without newlines cannot make a reader hold gigabytes.
+pub const MAX_LINE: usize = 16 << 20;
+
+/// One line of a part: its text, or why it is not text a record can be read from.
+type LineText = Result<String, String>;
+
 impl Iterator for Lines {
-    type Item = Result<(Location, String), Error>;
+    type Item = Result<(Location, LineText), Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -437,22 +462,48 @@ impl Iterator for Lines {
                 }
             }
             let (file, reader, line) = self.current.as_mut().expect("open");
-            let mut buf = String::new();
-            match reader.read_line(&mut buf) {
-                Ok(0) => {
+            let mut raw = Vec::new();
+            match read_line_capped(reader, &mut raw, MAX_LINE) {
+                Ok(None) => {
                     self.current = None;
                     continue;
                 }
-                Ok(_) => {
+                Ok(Some(too_long)) => {
                     *line += 1;
-                    if buf.trim().is_empty() {
-                        continue;
-                    }
                     let location = Location {
                         file: file.clone(),
                         line: *line,
                     };
-                    return Some(Ok((location, buf)));
+                    if too_long {
+                        let message = format!(
+                            "the line is longer than {} MiB, the most a record may be; is this file a users part?",
+                            MAX_LINE >> 20
+                        );
+                        return Some(Ok((location, Err(message))));
+                    }
+                    // A byte-order mark (as Windows editors save UTF-8) is not JSON.
+                    if *line == 1 && raw.starts_with(b"\xEF\xBB\xBF") {
+                        raw.drain(..3);
+                    }
+                    let text = match String::from_utf8(raw) {
+                        Ok(text) => text,
+                        Err(e) => {
+                            let byte = e.utf8_error().valid_up_to() + 1;
+                            let message = format!(
+                                "not valid UTF-8 at byte {byte} of the line; save the file as UTF-8"
+                            );
+                            return Some(Ok((location, Err(message))));
+                        }
+                    };
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    let body = text.trim_end_matches(['\n', '\r']);
+                    if body.contains("}\r") || body.contains("\r{") {
+                        let message = "the line holds carriage returns between records: the file has CR-only line endings (classic Mac OS); save it with LF or CRLF line endings".to_string();
+                        return Some(Ok((location, Err(message))));
+                    }
+                    return Some(Ok((location, Ok(text))));
                 }
                 Err(e) => {
                     let path = self.dir.join(&*file);
@@ -460,6 +511,42 @@ impl Iterator for Lines {
                     return Some(Err(Error::io(path, e)));
                 }
             }
+        }
+    }
+}
+
+/// Reads one line (through its `\n`) into `raw`, keeping at most `max` bytes of it: `None`
+/// at the end of the file, else whether the line was longer than `max` (the rest of it is
+/// skipped).
+fn read_line_capped(
+    reader: &mut impl BufRead,
+    raw: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<bool>> {
+    let (mut seen, mut too_long) = (0usize, false);
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok((seen > 0).then_some(too_long));
+        }
+        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..=i], true),
+            None => (available, false),
+        };
+        let n = chunk.len();
+        if raw.len() + n <= max {
+            raw.extend_from_slice(chunk);
+        } else {
+            too_long = true;
+        }
+        seen += n;
+        reader.consume(n);
+        if done {
+            return Ok(Some(too_long));
         }
     }
 }
@@ -510,13 +597,23 @@ fn explain<T: serde::de::DeserializeOwned>(line: &str) -> Result<T, RecordError>
             return RecordError {
                 subject: None,
                 field: String::new(),
-                message: format!(
-                    "not valid JSON at column {}: {}",
-                    e.column(),
-                    strip_position(&e.to_string())
-                ),
+                // The parser ran into the end of the line (or its newline, inside a
+                // string): the line was cut, whatever it was parsing.
+                message: if e.is_eof() || e.line() > 1 {
+                    format!(
+                        "the line ends early, at column {}: the record is cut off ({})",
+                        line.trim_end_matches(['\n', '\r']).chars().count() + 1,
+                        strip_position(&e.to_string())
+                    )
+                } else {
+                    format!(
+                        "not valid JSON at column {}: {}",
+                        e.column(),
+                        strip_position(&e.to_string())
+                    )
+                },
             }
-            .into_err()
+            .into_err();
         }
     };
     let subject = value.get("Id").and_then(|v| v.as_str()).map(str::to_string);
@@ -566,11 +663,20 @@ mod tests {
 
     #[test]
     fn broken_json_says_where() {
-        let err = parse_record::<UserRecord>(r#"{"Id":"u7", "#).unwrap_err();
+        let err = parse_record::<UserRecord>(r#"{"Id":"u7", x}"#).unwrap_err();
         assert!(
-            err.message.starts_with("not valid JSON at column"),
+            err.message.starts_with("not valid JSON at column 13"),
             "{}",
             err.message
         );
+        // Cut off, at the end or inside a string before the newline.
+        for cut in [r#"{"Id":"u7", "#, "{\"Id\":\"u7\n"] {
+            let err = parse_record::<UserRecord>(cut).unwrap_err();
+            assert!(
+                err.message.starts_with("the line ends early, at column"),
+                "{cut:?}: {}",
+                err.message
+            );
+        }
     }
 }

@@ -200,7 +200,8 @@ impl AttributeSchema {
             path: String::new(),
             message: format!("cannot read: {e}"),
         })?;
-        AttributeSchema::parse(&text, &file)
+        // A byte-order mark (as Windows editors save UTF-8) is not JSON: skip it.
+        AttributeSchema::parse(text.strip_prefix('\u{feff}').unwrap_or(&text), &file)
     }
 
     /// Parses and checks the text of a schema file; `file` names it in errors.

@@ -216,7 +216,9 @@ impl Mapping {
     pub fn load(path: &Path) -> Result<Mapping, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        Mapping::parse(&text, &path.display().to_string())
+        // A byte-order mark (as Windows editors save UTF-8) is not JSON: skip it.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        Mapping::parse(text, &path.display().to_string())
     }
 
     /// Parses mapping text; `file` names it in errors.

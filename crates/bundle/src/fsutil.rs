@@ -2,9 +2,10 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
 
-/// Creates (or truncates) a file readable and writable by its owner only: bundle files
-/// hold password hashes and TOTP secrets.
-pub(crate) fn create_private(path: &Path) -> io::Result<File> {
+/// Creates (or truncates) a file readable and writable by its owner only, whatever the
+/// umask and whatever the mode of a file that was there: bundle files (and the reports
+/// and plans ferry-import writes beside them) hold password hashes and TOTP secrets.
+pub fn create_private(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]

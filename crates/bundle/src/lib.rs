@@ -45,6 +45,7 @@ pub mod write;
 pub use census::Census;
 pub use encoding::Encoding;
 pub use error::Error;
+pub use fsutil::create_private;
 pub use manifest::{Manifest, Part};
 pub use read::{BundleReader, Location, RawRecord};
 pub use record::{RoleRecord, UserId, UserRecord};

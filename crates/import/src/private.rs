@@ -2,7 +2,7 @@
 //! they hold subject ids, user names and, in a plan, password hashes, so they are
 //! owner-only whatever the umask.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -10,23 +10,8 @@ use anyhow::{Context, Result};
 /// Creates `path` (or truncates it) readable and writable by its owner only; an existing
 /// file's wider permissions are narrowed.
 pub fn create_file(path: &Path) -> Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let file = options
-        .open(path)
-        .with_context(|| format!("cannot create `{}`", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot make `{}` owner-only", path.display()))?;
-    }
-    Ok(file)
+    ferry_bundle::create_private(path)
+        .with_context(|| format!("cannot create `{}`", path.display()))
 }
 
 /// Creates the folder `path` (and its parents) for the owner only, whatever the umask. A

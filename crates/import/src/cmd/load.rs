@@ -119,9 +119,8 @@ fn prepare_chunk(mut chunk: Vec<pipeline::Mapped>, p: &Preparation) -> Vec<Prepa
 }
 
 fn prepare(mut m: pipeline::Mapped, p: &Preparation) -> Prepared {
+    // Its recovery codes were hashed with the chunk's (prepare_chunk).
     if let Some(r) = m.record.as_mut() {
-        // Codes left (none after prepare_chunk) are hashed here.
-        ferry_store::hash_recovery_codes(r, p.recovery_iterations);
         ferry_store::hash_clear_password(r);
     }
     let warning_problems: Vec<&ferry_schema::Problem> = m

@@ -236,17 +236,12 @@ fn a_key_given_twice_is_an_error_and_every_other_record_is_unchanged() {
     assert!(s.stderr.contains("users-00000.ndjson:2:"), "{}", s.stderr);
     // validate checks every record, reports the three, and ends with exit 2 (unsealed).
     let v = validate(&w, "bundle").expect_code(2);
-    let line_of = |n: usize| {
-        v.stderr
-            .lines()
-            .find(|l| l.starts_with(&format!("users-00000.ndjson:{n}: ")))
-            .unwrap_or_else(|| panic!("no error for line {n}: {}", v.stderr))
-            .to_string()
-    };
+    let line_of = |n: usize| error_at(&v, n);
     let two = line_of(2);
+    let second = lines[1].rfind("\"UserName\"").unwrap() + 1;
     assert!(
         two.starts_with(&format!(
-            "users-00000.ndjson:2: {}: UserName: this key is given twice (the second time at column",
+            "users-00000.ndjson:2:{second}: {}: UserName: this key is given twice (the second time at column {second})",
             ids[1]
         )),
         "{two}"
@@ -266,6 +261,7 @@ fn a_key_given_twice_is_an_error_and_every_other_record_is_unchanged() {
         lines[3].rfind("\"PasswordHash\"").unwrap(),
         "{four}"
     );
+    assert_eq!(quickfix_column(&four), col, "{four}");
     let six = line_of(6);
     assert!(six.contains("Extra.Age: this key is given twice"), "{six}");
     assert_eq!(records_in_error(&v), before + 3, "{}", v.stderr);
@@ -355,13 +351,22 @@ fn edit_lines(w: &Workdir, edit: impl FnOnce(&mut Vec<Vec<u8>>)) -> Vec<Vec<u8>>
     lines
 }
 
-/// The error validate gives for line `n` of the users part.
+/// The error validate gives for line `n` of the users part (a quickfix line,
+/// `users-00000.ndjson:N:COLUMN: …`).
 fn error_at(v: &ferry_e2e::Run, n: usize) -> String {
     v.stderr
         .lines()
-        .find(|l| l.starts_with(&format!("users-00000.ndjson:{n}: ")))
+        .find(|l| l.starts_with(&format!("users-00000.ndjson:{n}:")))
         .unwrap_or_else(|| panic!("no error for line {n}: {}", v.stderr))
         .to_string()
+}
+
+/// The column of a quickfix line `file:line:column: …`.
+fn quickfix_column(line: &str) -> usize {
+    line.split(':')
+        .nth(2)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no column in {line}"))
 }
 
 #[test]
@@ -413,6 +418,7 @@ fn unreadable_lines_are_named_and_every_other_line_is_still_checked() {
     let v = validate(&w, "bundle").expect_code(2);
     let two = error_at(&v, 2);
     let byte = lines[1].iter().position(|&b| b == 0xFF).unwrap() + 1;
+    assert_eq!(quickfix_column(&two), byte, "{two}");
     assert!(
         two.ends_with(&format!(
             "not valid UTF-8 at byte {byte} of the line; save the file as UTF-8"
@@ -420,12 +426,17 @@ fn unreadable_lines_are_named_and_every_other_line_is_still_checked() {
         "{two}"
     );
     let four = error_at(&v, 4);
+    let end = lines[3].len() + 1;
     assert!(
-        four.contains("the line ends early, at column") && four.contains("the record is cut off"),
+        four.contains(&format!("the line ends early, at column {end}"))
+            && four.contains("the record is cut off"),
         "{four}"
     );
+    assert_eq!(quickfix_column(&four), end, "{four}");
     let six = error_at(&v, 6);
     assert!(six.contains("CR-only line endings"), "{six}");
+    let cr = lines[5].iter().position(|&b| b == b'\r').unwrap() + 1;
+    assert_eq!(quickfix_column(&six), cr, "{six}");
     assert!(
         v.stderr
             .contains(&format!("checked {} records:", lines.len())),

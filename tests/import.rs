@@ -388,17 +388,7 @@ fn a_killed_load_then_a_rerun_has_every_record_exactly_once() {
     w.export(&db, "bundle");
     // The load ends abruptly, as kill -9 would, right after its second commit: exactly
     // two batches of 100 are in the store.
-    let killed = ferry_e2e::command("ferry-import")
-        .args([
-            "load",
-            &w.arg("bundle"),
-            "--schema",
-            &schema(SCIM),
-            "--target",
-            &w.arg("users.db"),
-            "--batch-size",
-            "100",
-        ])
+    let killed = load_command(&w, &["--batch-size", "100"])
         .env("FERRY_TEST_ABORT_AFTER_COMMITS", "2")
         .output()
         .unwrap();
@@ -410,6 +400,17 @@ fn a_killed_load_then_a_rerun_has_every_record_exactly_once() {
         results_when_killed, 200,
         "two committed batches, nothing of the third"
     );
+    // The killed run's counts are those of what it committed, not 0.
+    let killed_counts = || -> (String, i64) {
+        store(&w)
+            .query_row(
+                "SELECT status, created + updated + skipped + failed FROM import_runs WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    };
+    assert_eq!(killed_counts(), ("running".to_string(), 200));
     let r = load(&w, &["--json"]).expect_code(1);
     let summary: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
     let conn = store(&w);
@@ -439,6 +440,173 @@ fn a_killed_load_then_a_rerun_has_every_record_exactly_once() {
         )
         .unwrap();
     assert_eq!(interrupted, 1, "the killed run is marked interrupted");
+    assert_eq!(killed_counts(), ("interrupted".to_string(), 200));
+}
+
+/// `ferry-import load BUNDLE --schema … --target users.db EXTRA…`, to run.
+fn load_command(w: &Workdir, extra: &[&str]) -> std::process::Command {
+    let mut cmd = ferry_e2e::command("ferry-import");
+    cmd.args([
+        "load",
+        &w.arg("bundle"),
+        "--schema",
+        &schema(SCIM),
+        "--target",
+        &w.arg("users.db"),
+    ])
+    .args(extra);
+    cmd
+}
+
+/// `ferry-import load … --json` started now, to be waited for.
+fn spawn_load(w: &Workdir, extra: &[&str]) -> std::process::Child {
+    load_command(w, extra)
+        .arg("--json")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The store's runs: (status, created, updated, skipped, failed), oldest first.
+fn runs(w: &Workdir) -> Vec<(String, u64, u64, u64, u64)> {
+    store(w)
+        .prepare("SELECT status, created, updated, skipped, failed FROM import_runs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn two_loads_of_one_bundle_into_one_new_store_at_once_both_end_well() {
+    two_loads_at_once(false);
+}
+
+#[test]
+fn two_loads_of_one_bundle_into_one_existing_store_at_once_both_end_well() {
+    two_loads_at_once(true);
+}
+
+/// Two loads of one bundle at once, into a new store or one that has a user of it already.
+fn two_loads_at_once(existing: bool) {
+    let w = Workdir::new();
+    let n = 1500;
+    let db = w.fixture("app.db", Generation::CoreV3, n, false);
+    w.export(&db, "bundle");
+    let before = if existing {
+        load(&w, &["--limit", "1"]).expect_code(0);
+        1
+    } else {
+        0
+    };
+    // Small batches, so that the two take turns many times; both create the store. (Which
+    // one creates which users depends on timing, so only the sums are asserted.)
+    let loads = [
+        spawn_load(&w, &["--batch-size", "50"]),
+        spawn_load(&w, &["--batch-size", "50"]),
+    ];
+    let mut summaries = Vec::new();
+    for load in loads {
+        let out = load.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            matches!(out.status.code(), Some(0 | 1)),
+            "{:?}: {stderr}",
+            out.status
+        );
+        let summary: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+        summaries.push(summary);
+    }
+    let get = |s: &serde_json::Value, k: &str| s[k].as_u64().unwrap();
+    let conn = store(&w);
+    let users: u64 = conn
+        .query_row("SELECT COUNT(DISTINCT subject_id) FROM users", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let rows: u64 = conn
+        .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, users, "every record once");
+    let (a, b) = (&summaries[0], &summaries[1]);
+    // Each user was created by one load and skipped by the other; a record that fails
+    // (the fixture plants a few) fails in both, and nothing fails for being concurrent.
+    assert_eq!(
+        get(a, "created") + get(b, "created"),
+        users - before,
+        "{a} {b}"
+    );
+    assert_eq!(
+        get(a, "skipped") + get(b, "skipped"),
+        users + before,
+        "{a} {b}"
+    );
+    assert_eq!(get(a, "failed"), n - users, "{a}");
+    assert_eq!(get(b, "failed"), n - users, "{b}");
+    let mut recorded = runs(&w);
+    recorded.drain(..before as usize);
+    recorded.sort();
+    let mut reported: Vec<_> = summaries
+        .iter()
+        .map(|s| {
+            let c = |k| get(s, k);
+            (
+                "completed".to_string(),
+                c("created"),
+                c("updated"),
+                c("skipped"),
+                c("failed"),
+            )
+        })
+        .collect();
+    reported.sort();
+    assert_eq!(recorded, reported, "each run's counts are what it reported");
+}
+
+#[test]
+fn a_load_that_runs_out_of_room_ends_its_run_failed_with_what_it_committed() {
+    let w = Workdir::new();
+    let db = w.fixture("app.db", Generation::CoreV3, 600, false);
+    w.export(&db, "bundle");
+    // The store is created first, then allowed to grow by a few pages only.
+    load(&w, &["--limit", "1"]).expect_code(0);
+    let out = load_command(&w, &["--batch-size", "50"])
+        .env("FERRY_TEST_STORE_ROOM_PAGES", "12")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("database or disk is full"), "{stderr}");
+    assert!(stderr.contains("run 2 ended `failed`"), "{stderr}");
+    let (status, reason, counted): (String, String, u64) = store(&w)
+        .query_row(
+            "SELECT status, reason, created + updated + skipped + failed FROM import_runs WHERE id = 2",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(status, "failed");
+    assert!(reason.contains("full"), "{reason}");
+    let results: u64 = store(&w)
+        .query_row(
+            "SELECT COUNT(*) FROM import_results WHERE run_id = 2",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        counted, results,
+        "the counts are those of the committed batches"
+    );
+    assert!(results < 600, "it stopped early");
+    // With room again, a re-run completes the bundle.
+    let r = load(&w, &["--json"]);
+    assert!(matches!(r.code, 0 | 1), "{}", r.stderr);
 }
 
 #[test]
@@ -677,7 +845,8 @@ fn recovery_codes_are_stored_as_pbkdf2_of_the_bundles_codes() {
 fn validate_errors(stderr: &str) -> BTreeMap<String, String> {
     stderr
         .lines()
-        .filter(|l| l.starts_with("users-"))
+        // Errors only: a warning's quickfix line says so after its location.
+        .filter(|l| l.starts_with("users-") && l.split(": ").nth(1) != Some("warning"))
         .map(|l| {
             let mut parts = l.splitn(4, ": ");
             let (_at, subject, _field, message) = (

@@ -488,18 +488,19 @@ fn a_user_whose_email_is_not_an_address_is_created_without_the_otp_address() {
     );
     export(&w, &db, &[]).expect_code(0);
     let text = std::fs::read_to_string(w.path("bundle/users-00000.ndjson")).unwrap();
-    let (line, id) = text
+    let (line, column, id) = text
         .lines()
         .enumerate()
         .find(|(_, l)| l.contains(r#""Email":"notanemail""#))
         .map(|(n, l)| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (n + 1, v["Id"].as_str().unwrap().to_string())
+            let column = l.find(r#""Email":"#).unwrap() + 1;
+            (n + 1, column, v["Id"].as_str().unwrap().to_string())
         })
         .expect("the fixture has it");
     let r = load(&w, &[]).expect_code(1);
     let warning = format!(
-        "warning: users-00000.ndjson:{line}: {id}: Email: `notanemail` is not an e-mail address"
+        "users-00000.ndjson:{line}:{column}: warning: {id}: Email: `notanemail` is not an e-mail address"
     );
     assert!(r.stderr.contains(&warning), "{}", r.stderr);
     assert!(
@@ -718,7 +719,7 @@ fn malformed_hashes_are_warnings_unless_asked_to_fail() {
     let bundle = w.arg("bundle");
     let r = run("ferry-import", &["verify", &bundle]).expect_code(0);
     assert!(
-        r.stderr.contains("warning: users-00000.ndjson:"),
+        r.stderr.contains(": warning: ") && r.stderr.contains("users-00000.ndjson:"),
         "{}",
         r.stderr
     );

@@ -172,7 +172,13 @@ fn every_malformed_kind_is_reported_with_its_reason_and_location() {
             .find(|(_, v)| v["UserName"] == format!("vector-{i}"))
             .unwrap();
         let expected = format!(
-            "warning: users-00000.ndjson:{line}: {}: PasswordHash: malformed: {reason} (",
+            "users-00000.ndjson:{line}:{}: warning: {}: PasswordHash: malformed: {reason} (",
+            text.lines()
+                .nth(line - 1)
+                .unwrap()
+                .find("\"PasswordHash\"")
+                .unwrap()
+                + 1,
             record["Id"].as_str().unwrap()
         );
         assert!(

@@ -30,10 +30,10 @@
 #![deny(missing_docs)]
 
 pub mod census;
-pub mod dupkeys;
 mod encoding;
 mod error;
 mod fsutil;
+pub mod jsonpos;
 pub mod manifest;
 pub mod parquet;
 pub mod read;

@@ -41,6 +41,9 @@ pub struct RecordError {
     pub field: String,
     /// What is wrong.
     pub message: String,
+    /// The 1-based column of the line where the fault is, when the reader knows it
+    /// without decoding (a JSON syntax error, a duplicate key, a byte that is not UTF-8).
+    pub column: Option<usize>,
 }
 
 impl fmt::Display for RecordError {
@@ -288,11 +291,7 @@ impl<T: serde::de::DeserializeOwned> Iterator for Records<T> {
         };
         let record = match line {
             Ok(line) => parse_record(&line),
-            Err(message) => Err(RecordError {
-                subject: None,
-                field: String::new(),
-                message,
-            }),
+            Err(e) => Err(e),
         };
         Some(Ok((location, record)))
     }
@@ -310,7 +309,7 @@ enum Body {
     /// A row of a batch of a Parquet part.
     Row(Arc<UserColumns>, usize),
     /// A line that is not UTF-8 text, or too long: why.
-    Unreadable(String),
+    Unreadable(RecordError),
 }
 
 impl RawRecord {
@@ -321,16 +320,27 @@ impl RawRecord {
 
     /// Decodes the record: the user, or what is wrong with it.
     pub fn decode(self) -> (Location, Result<UserRecord, RecordError>) {
-        let record = match &self.body {
+        let record = self.decoded();
+        (self.location, record)
+    }
+
+    /// [`RawRecord::decode`], keeping the record as read (to find columns in).
+    pub fn decoded(&self) -> Result<UserRecord, RecordError> {
+        match &self.body {
             Body::Line(line) => parse_record(line),
             Body::Row(batch, row) => batch.record(*row),
-            Body::Unreadable(message) => Err(RecordError {
-                subject: None,
-                field: String::new(),
-                message: message.clone(),
-            }),
-        };
-        (self.location, record)
+            Body::Unreadable(e) => Err(e.clone()),
+        }
+    }
+
+    /// The 1-based column where `field` (a path such as `Claims[2].Type`) is in the
+    /// record's line, or its nearest enclosing key; `None` for a Parquet row, and for a
+    /// line that is not JSON or lacks the field's first key.
+    pub fn column_of(&self, field: &str) -> Option<usize> {
+        match &self.body {
+            Body::Line(line) => crate::jsonpos::column_of(line, field),
+            _ => None,
+        }
     }
 }
 
@@ -353,7 +363,7 @@ impl Iterator for UserRecords {
                 location,
                 body: match line {
                     Ok(line) => Body::Line(line),
-                    Err(message) => Body::Unreadable(message),
+                    Err(e) => Body::Unreadable(e),
                 },
             })),
             Source::Rows(rows) => rows.next(),
@@ -444,7 +454,7 @@ impl Lines {
 pub const MAX_LINE: usize = 16 << 20;
 
 /// One line of a part: its text, or why it is not text a record can be read from.
-type LineText = Result<String, String>;
+type LineText = Result<String, RecordError>;
 
 impl Iterator for Lines {
     type Item = Result<(Location, LineText), Error>;
@@ -479,7 +489,7 @@ impl Iterator for Lines {
                             "the line is longer than {} MiB, the most a record may be; is this file a users part?",
                             MAX_LINE >> 20
                         );
-                        return Some(Ok((location, Err(message))));
+                        return Some(Ok((location, Err(RecordError::of_line(message, None)))));
                     }
                     // A byte-order mark (as Windows editors save UTF-8) is not JSON.
                     if *line == 1 && raw.starts_with(b"\xEF\xBB\xBF") {
@@ -492,7 +502,10 @@ impl Iterator for Lines {
                             let message = format!(
                                 "not valid UTF-8 at byte {byte} of the line; save the file as UTF-8"
                             );
-                            return Some(Ok((location, Err(message))));
+                            return Some(Ok((
+                                location,
+                                Err(RecordError::of_line(message, Some(byte))),
+                            )));
                         }
                     };
                     if text.trim().is_empty() {
@@ -501,7 +514,8 @@ impl Iterator for Lines {
                     let body = text.trim_end_matches(['\n', '\r']);
                     if body.contains("}\r") || body.contains("\r{") {
                         let message = "the line holds carriage returns between records: the file has CR-only line endings (classic Mac OS); save it with LF or CRLF line endings".to_string();
-                        return Some(Ok((location, Err(message))));
+                        let column = body.find('\r').map(|i| i + 1);
+                        return Some(Ok((location, Err(RecordError::of_line(message, column)))));
                     }
                     return Some(Ok((location, Ok(text))));
                 }
@@ -559,7 +573,7 @@ pub fn parse_record<T: serde::de::DeserializeOwned>(line: &str) -> Result<T, Rec
     // A duplicate field of a record fails the parse; one inside `Extra` does not. Either
     // way the duplicate is what to report: the second parse of `explain` would lose it.
     let parsed = serde_json::from_str::<T>(line);
-    if let Some(d) = crate::dupkeys::first_duplicate(line) {
+    if let Some(d) = crate::jsonpos::first_duplicate(line) {
         return Err(RecordError {
             subject: subject_of(line),
             field: d.path,
@@ -567,6 +581,7 @@ pub fn parse_record<T: serde::de::DeserializeOwned>(line: &str) -> Result<T, Rec
                 "this key is given twice (the second time at column {}); a record holds each key once: remove one of them",
                 d.column
             ),
+            column: Some(d.column),
         });
     }
     match parsed {
@@ -594,24 +609,26 @@ fn explain<T: serde::de::DeserializeOwned>(line: &str) -> Result<T, RecordError>
     let value: serde_json::Value = match serde_json::from_str(line) {
         Ok(v) => v,
         Err(e) => {
-            return RecordError {
-                subject: None,
-                field: String::new(),
-                // The parser ran into the end of the line (or its newline, inside a
-                // string): the line was cut, whatever it was parsing.
-                message: if e.is_eof() || e.line() > 1 {
+            // The parser ran into the end of the line (or its newline, inside a string):
+            // the line was cut, whatever it was parsing.
+            let cut = line.trim_end_matches(['\n', '\r']).len() + 1;
+            return if e.is_eof() || e.line() > 1 {
+                RecordError::of_line(
                     format!(
-                        "the line ends early, at column {}: the record is cut off ({})",
-                        line.trim_end_matches(['\n', '\r']).chars().count() + 1,
+                        "the line ends early, at column {cut}: the record is cut off ({})",
                         strip_position(&e.to_string())
-                    )
-                } else {
+                    ),
+                    Some(cut),
+                )
+            } else {
+                RecordError::of_line(
                     format!(
                         "not valid JSON at column {}: {}",
                         e.column(),
                         strip_position(&e.to_string())
-                    )
-                },
+                    ),
+                    Some(e.column()),
+                )
             }
             .into_err();
         }
@@ -621,9 +638,11 @@ fn explain<T: serde::de::DeserializeOwned>(line: &str) -> Result<T, RecordError>
         Ok(record) => Ok(record),
         Err(e) => {
             let field = e.path().to_string();
+            let field = if field == "." { String::new() } else { field };
             RecordError {
                 subject,
-                field: if field == "." { String::new() } else { field },
+                column: crate::jsonpos::column_of(line, &field),
+                field,
                 message: strip_position(&e.into_inner().to_string()),
             }
             .into_err()
@@ -634,6 +653,22 @@ fn explain<T: serde::de::DeserializeOwned>(line: &str) -> Result<T, RecordError>
 impl RecordError {
     fn into_err<T>(self) -> Result<T, RecordError> {
         Err(self)
+    }
+
+    /// The error as a quickfix line: `file:line:column: subject: field: message` (column
+    /// 1 when it is not known).
+    pub fn quickfix(&self, at: &Location) -> String {
+        format!("{at}:{}: {self}", self.column.unwrap_or(1))
+    }
+
+    /// A fault of the whole line, found before it could be decoded.
+    fn of_line(message: String, column: Option<usize>) -> RecordError {
+        RecordError {
+            subject: None,
+            field: String::new(),
+            message,
+            column,
+        }
     }
 }
 

@@ -25,7 +25,7 @@ pub const CHUNK: usize = 1000;
 pub fn run<T: Send>(
     bundle: &BundleReader,
     limit: Option<u64>,
-    stage: &(dyn Fn(Location, Result<UserRecord, RecordError>) -> T + Sync),
+    stage: &(dyn Fn(RawRecord) -> T + Sync),
     sink: &mut dyn FnMut(Vec<T>) -> Result<()>,
 ) -> Result<()> {
     run_then(bundle, limit, stage, &|chunk| chunk, sink)
@@ -38,7 +38,7 @@ pub fn run<T: Send>(
 pub fn run_then<T: Send, U: Send>(
     bundle: &BundleReader,
     limit: Option<u64>,
-    stage: &(dyn Fn(Location, Result<UserRecord, RecordError>) -> T + Sync),
+    stage: &(dyn Fn(RawRecord) -> T + Sync),
     finish: &(dyn Fn(Vec<T>) -> Vec<U> + Sync),
     sink: &mut dyn FnMut(Vec<U>) -> Result<()>,
 ) -> Result<()> {
@@ -76,16 +76,7 @@ pub fn run_then<T: Send, U: Send>(
         scope.spawn(move || {
             crate::priority::helper_thread();
             for chunk in raw_rx {
-                let done = chunk.map(|c| {
-                    finish(
-                        c.into_par_iter()
-                            .map(|raw| {
-                                let (location, record) = raw.decode();
-                                stage(location, record)
-                            })
-                            .collect(),
-                    )
-                });
+                let done = chunk.map(|c| finish(c.into_par_iter().map(stage).collect()));
                 if done_tx.send(done).is_err() {
                     return;
                 }
@@ -111,6 +102,8 @@ pub struct With<'a> {
 pub struct Mapped {
     /// Where it is in the bundle.
     pub location: Location,
+    /// The record as read, to find a problem's column in when it is reported.
+    pub raw: RawRecord,
     /// Its `Id`, when it has one.
     pub subject: Option<String>,
     /// The import record, when no problem of the mapping is an error.
@@ -141,21 +134,32 @@ impl Mapped {
 }
 
 /// The stage validate, load and plan share: decode and map one record.
-pub fn map(with: With<'_>, location: Location, record: Result<UserRecord, RecordError>) -> Mapped {
+pub fn map(with: With<'_>, raw: RawRecord) -> Mapped {
+    let record = raw.decoded();
+    map_read(with, raw, record)
+}
+
+/// [`map`] for a record the caller decoded already.
+pub fn map_read(with: With<'_>, raw: RawRecord, record: Result<UserRecord, RecordError>) -> Mapped {
+    let location = raw.location().clone();
     match record {
         Err(e) => Mapped {
             location,
+            raw,
             subject: e.subject.clone(),
             record: None,
             claims: Vec::new(),
-            problems: vec![Problem::error(
-                if e.field.is_empty() {
-                    "(record)".to_string()
-                } else {
-                    e.field
-                },
-                e.message,
-            )],
+            problems: vec![Problem {
+                column: e.column,
+                ..Problem::error(
+                    if e.field.is_empty() {
+                        "(record)".to_string()
+                    } else {
+                        e.field
+                    },
+                    e.message,
+                )
+            }],
             not_imported: Vec::new(),
         },
         Ok(user) => {
@@ -166,6 +170,7 @@ pub fn map(with: With<'_>, location: Location, record: Result<UserRecord, Record
             } = with.mapper.map(&user, with.roles);
             Mapped {
                 location,
+                raw,
                 subject: Some(user.id.0),
                 claims: record.as_ref().map(unique_claims).unwrap_or_default(),
                 record,
@@ -176,8 +181,10 @@ pub fn map(with: With<'_>, location: Location, record: Result<UserRecord, Record
     }
 }
 
-/// Formats a problem as `file:LINE: subject: field: message` (warnings prefixed), with
-/// the location of the other record it concerns, if any.
+/// Formats a problem as a quickfix line, `file:LINE:COLUMN: subject: field: message`
+/// (warnings `file:LINE:COLUMN: warning: …`), with the location of the other record it
+/// concerns, if any. The column is the field's byte column in the line, 1 when it is not
+/// known (a Parquet row, a field the record lacks).
 pub fn problem_line(m: &Mapped, p: &Problem) -> String {
     let subject = m.subject.as_deref().unwrap_or("(no Id)");
     let related = p
@@ -185,14 +192,15 @@ pub fn problem_line(m: &Mapped, p: &Problem) -> String {
         .as_ref()
         .map(|at| format!(" ({at})"))
         .unwrap_or_default();
-    match p.severity {
-        Severity::Error => format!(
-            "{}: {subject}: {}: {}{related}",
-            m.location, p.field, p.message
-        ),
-        Severity::Warning => format!(
-            "warning: {}: {subject}: {}: {}{related}",
-            m.location, p.field, p.message
-        ),
-    }
+    let warning = match p.severity {
+        Severity::Error => "",
+        Severity::Warning => "warning: ",
+    };
+    format!(
+        "{}:{}: {warning}{subject}: {}: {}{related}",
+        m.location,
+        p.column.or_else(|| m.raw.column_of(&p.field)).unwrap_or(1),
+        p.field,
+        p.message
+    )
 }

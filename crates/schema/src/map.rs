@@ -37,6 +37,9 @@ pub struct Problem {
     pub severity: Severity,
     /// Another record the problem concerns (the one that holds a value first), if any.
     pub related: Option<Location>,
+    /// The 1-based byte column of the record's line where the field is, once the
+    /// reader has found it (see `ferry_bundle::RawRecord::column_of`).
+    pub column: Option<usize>,
 }
 
 impl Problem {
@@ -47,6 +50,7 @@ impl Problem {
             message: message.into(),
             severity: Severity::Error,
             related: None,
+            column: None,
         }
     }
 
@@ -57,6 +61,7 @@ impl Problem {
             message: message.into(),
             severity: Severity::Warning,
             related: None,
+            column: None,
         }
     }
 }

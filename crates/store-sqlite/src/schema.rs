@@ -207,4 +207,10 @@ CREATE INDEX otp_addresses_user ON otp_addresses (user_id);
     r#"
 ALTER TABLE import_runs ADD COLUMN reason TEXT;
 "#,
+    // v5: a run records the process that runs it, so that a load tells a run left
+    // `running` by a crash from one another process is still writing.
+    r#"
+ALTER TABLE import_runs ADD COLUMN host TEXT;
+ALTER TABLE import_runs ADD COLUMN pid INTEGER;
+"#,
 ];

@@ -2,6 +2,9 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -10,7 +13,9 @@ use ferry_store_core::{
     OtpAddress, OtpChannel, Outcome, Policy, Reason, RoleImport, RunCounts, RunEnd, RunId,
     RunRecord, Snapshot, Status, Store, StoredUser, TotpDevice, UniqueClaim, UserRef,
 };
-use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension as _};
+use rusqlite::{
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension as _, TransactionBehavior,
+};
 use serde_json::{Map, Value};
 
 use crate::key::{self, Key, KeyRef};
@@ -56,6 +61,69 @@ fn now() -> String {
 
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if matches!(f.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
+/// How long a command waits for a store that another process is writing, before it
+/// gives up with an error: 120 seconds, or `FERRY_BUSY_TIMEOUT` seconds. A load holds
+/// the store for one batch at a time, so two loads of the same store take turns.
+pub const BUSY_TIMEOUT_SECS: u64 = 120;
+
+fn busy_timeout_ms() -> u64 {
+    static MS: OnceLock<u64> = OnceLock::new();
+    *MS.get_or_init(|| {
+        std::env::var("FERRY_BUSY_TIMEOUT")
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .map_or(BUSY_TIMEOUT_SECS * 1000, |s| (s * 1000.0) as u64)
+    })
+}
+
+/// Whether this process has waited for another one's transaction: from then on it
+/// pauses after each commit, so that the other one gets its turn (SQLite's lock is not
+/// fair: a writer that begins its next batch at once would otherwise keep it).
+static CONTENDED: AtomicBool = AtomicBool::new(false);
+
+/// SQLite's busy handler: poll every millisecond (SQLite's own backs off to 100 ms
+/// sleeps, and rarely sees the moment another writer is between two batches) until the
+/// timeout.
+fn wait_while_busy(attempt: i32) -> bool {
+    CONTENDED.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(1));
+    (attempt as u64) < busy_timeout_ms()
+}
+
+/// The error of a store that stayed busy past the timeout.
+fn busy_error(e: rusqlite::Error) -> Error {
+    if is_busy(&e) {
+        Error::Backend(format!(
+            "the store stayed busy for {} s: another process is writing it ({e}); set FERRY_BUSY_TIMEOUT (seconds) to wait longer",
+            busy_timeout_ms() / 1000
+        ))
+    } else {
+        backend(e)
+    }
+}
+
+/// This machine's name, as runs record it.
+fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Whether process `pid` of this machine is alive.
+fn process_alive(pid: i64) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e != rustix::io::Errno::SRCH,
+    }
 }
 
 fn subject_of(sp: &Connection, user_id: Option<i64>) -> rusqlite::Result<String> {
@@ -174,10 +242,26 @@ impl SqliteStore {
             recovery_iterations: ferry_passwords::recovery::DEFAULT_ITERATIONS,
         };
         match mode {
-            Mode::ReadWrite => store.prepare_for_writing(existed).map_err(|e| match e {
-                Prep::Sqlite(e) => open_err(e),
-                Prep::Store(e) => e,
-            })?,
+            Mode::ReadWrite => {
+                // Some steps of opening a new store (its journal mode) fail at once, not
+                // through the busy handler, while another process creates it: they are
+                // all safe to repeat, so repeat them until the busy timeout.
+                let started = std::time::Instant::now();
+                loop {
+                    match store.prepare_for_writing(existed) {
+                        Ok(()) => break,
+                        Err(Prep::Sqlite(e))
+                            if is_busy(&e)
+                                && started.elapsed().as_millis()
+                                    < u128::from(busy_timeout_ms()) =>
+                        {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        Err(Prep::Sqlite(e)) => return Err(open_err(e)),
+                        Err(Prep::Store(e)) => return Err(e),
+                    }
+                }
+            }
             Mode::ReadOnly => store.check_readable().map_err(|e| match e {
                 Prep::Sqlite(e) => open_err(e),
                 Prep::Store(e) => e,
@@ -220,8 +304,8 @@ impl SqliteStore {
 
     /// Read-only: the store must be one of this version (a load migrates an older one).
     fn check_readable(&mut self) -> Result<(), Prep> {
-        self.conn
-            .execute_batch("PRAGMA query_only = 1; PRAGMA busy_timeout = 5000;")?;
+        self.conn.busy_handler(Some(wait_while_busy))?;
+        self.conn.execute_batch("PRAGMA query_only = 1;")?;
         let version = self.version()?;
         if version == 0 {
             return Err(self.not_ours());
@@ -253,6 +337,9 @@ impl SqliteStore {
             }
         }
         let conn = &mut self.conn;
+        // Another process may be creating, migrating or loading the same store: wait
+        // for it (up to the busy timeout) rather than fail.
+        conn.busy_handler(Some(wait_while_busy))?;
         if !existed {
             // Set before the first table: a store's page size is fixed once it has pages.
             conn.pragma_update(None, "page_size", PAGE_SIZE)?;
@@ -261,26 +348,40 @@ impl SqliteStore {
             // A fixed page cache (128 MiB) holds the dirty index pages of a large batch, so
             // each is written once per commit rather than spilled and rewritten.
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
-             PRAGMA busy_timeout = 5000; PRAGMA cache_size = -131072; PRAGMA temp_store = MEMORY;",
+             PRAGMA cache_size = -131072; PRAGMA temp_store = MEMORY;",
         )?;
         conn.set_prepared_statement_cache_capacity(64);
-        let version = self.version()?;
-        if version == 0 {
-            let has_tables: i64 =
-                self.conn
-                    .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
-            if has_tables > 0 {
-                return Err(self.not_ours());
-            }
-        }
-        let conn = &mut self.conn;
         // Foreign keys are off while migrations rebuild tables that rows refer to (dropping
         // the old table would otherwise cascade to them), and checked before each commits.
         conn.pragma_update(None, "foreign_keys", false)?;
         key::register_sql_function(conn)?;
-        for (i, migration) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction()?;
-            tx.execute_batch(migration)?;
+        let known = schema::MIGRATIONS.len() as i64;
+        // Each migration runs under the store's write lock, and the version is read under
+        // it: of two loads creating the same store, the second finds it created.
+        loop {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version > known {
+                return Err(Prep::Store(Error::Newer {
+                    target: self.path.display().to_string(),
+                    found: version,
+                    known,
+                }));
+            }
+            if version == known {
+                break;
+            }
+            if version == 0 {
+                let has_tables: i64 =
+                    tx.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))?;
+                if has_tables > 0 {
+                    drop(tx);
+                    return Err(self.not_ours());
+                }
+            }
+            tx.execute_batch(schema::MIGRATIONS[version as usize])?;
             let dangling: i64 =
                 tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
                     r.get(0)
@@ -290,14 +391,24 @@ impl SqliteStore {
                     target: self.path.display().to_string(),
                     message: format!(
                         "migrating the store to version {} left {dangling} rows without their user",
-                        i + 1
+                        version + 1
                     ),
                 }));
             }
-            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.pragma_update(None, "user_version", version + 1)?;
             tx.commit()?;
         }
+        let conn = &mut self.conn;
         conn.pragma_update(None, "foreign_keys", true)?;
+        // Test only: a store that can grow by this many pages, as a nearly full disk
+        // would let it, so that tests of a load that runs out of room are exact.
+        if let Some(room) = std::env::var("FERRY_TEST_STORE_ROOM_PAGES")
+            .ok()
+            .and_then(|n| n.parse::<i64>().ok())
+        {
+            let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            conn.pragma_update(None, "max_page_count", pages + room)?;
+        }
         Ok(())
     }
 
@@ -423,7 +534,9 @@ impl Store for SqliteStore {
 
     fn create_roles(&mut self, roles: &[RoleImport]) -> Result<u64, Error> {
         (|| {
-            let tx = self.conn.transaction()?;
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let mut created = 0;
             {
                 let mut stmt = tx.prepare(
@@ -437,22 +550,45 @@ impl Store for SqliteStore {
             tx.commit()?;
             Ok(created)
         })()
-        .map_err(backend)
+        .map_err(busy_error)
     }
 
     fn begin_run(&mut self, bundle: &str, policy: Policy) -> Result<RunId, Error> {
         (|| {
-            self.conn.execute(
-                "UPDATE import_runs SET status = 'interrupted' WHERE status = 'running'",
-                [],
+            let host = host_name();
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // A run left `running` is interrupted if its process is gone; one of another
+            // load still writing (this machine's process alive, or another machine's,
+            // which cannot be asked) is left running.
+            let running: Vec<(i64, Option<String>, Option<i64>)> = tx
+                .prepare("SELECT id, host, pid FROM import_runs WHERE status = 'running'")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            for (id, run_host, pid) in running {
+                let alive = match (run_host, pid) {
+                    (Some(h), Some(pid)) if h == host => process_alive(pid),
+                    (Some(_), Some(_)) => true,
+                    _ => false,
+                };
+                if !alive {
+                    tx.execute(
+                        "UPDATE import_runs SET status = 'interrupted' WHERE id = ?1",
+                        [id],
+                    )?;
+                }
+            }
+            tx.execute(
+                "INSERT INTO import_runs (bundle, policy, started_at, status, host, pid)
+                 VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
+                params![bundle, policy.as_str(), now(), host, std::process::id()],
             )?;
-            self.conn.execute(
-                "INSERT INTO import_runs (bundle, policy, started_at, status) VALUES (?1, ?2, ?3, 'running')",
-                params![bundle, policy.as_str(), now()],
-            )?;
-            Ok(RunId(self.conn.last_insert_rowid()))
+            let id = tx.last_insert_rowid();
+            tx.commit()?;
+            Ok(RunId(id))
         })()
-        .map_err(backend)
+        .map_err(busy_error)
     }
 
     fn finish_run(&mut self, run: RunId, end: &RunEnd, counts: RunCounts) -> Result<(), Error> {
@@ -476,7 +612,7 @@ impl Store for SqliteStore {
                     counts.failed
                 ],
             )
-            .map_err(backend)?;
+            .map_err(busy_error)?;
         Ok(())
     }
 
@@ -648,17 +784,37 @@ struct SqliteImporter<'c> {
     stamp: String,
     seq: u64,
     open: bool,
+    /// What became of the records written since the last commit.
+    uncommitted: RunCounts,
 }
 
 impl ferry_store_core::Importer for SqliteImporter<'_> {
     fn write(&mut self, items: &[Item]) -> Result<Vec<Outcome>, Error> {
-        self.write_items(items).map_err(backend)
+        let outcomes = self.write_items(items).map_err(busy_error)?;
+        for o in &outcomes {
+            self.uncommitted.add(o.status);
+        }
+        Ok(outcomes)
     }
 
     fn commit(&mut self) -> Result<(), Error> {
         if self.open {
-            self.conn.execute_batch("COMMIT").map_err(backend)?;
+            // The run's counts are those of what it committed, even if it is killed
+            // before it ends: they land with the records.
+            let c = std::mem::take(&mut self.uncommitted);
+            self.conn
+                .execute(
+                    "UPDATE import_runs SET created = created + ?2, updated = updated + ?3,
+                       skipped = skipped + ?4, failed = failed + ?5 WHERE id = ?1",
+                    params![self.run.0, c.created, c.updated, c.skipped, c.failed],
+                )
+                .map_err(busy_error)?;
+            self.conn.execute_batch("COMMIT").map_err(busy_error)?;
             self.open = false;
+            if CONTENDED.load(Ordering::Relaxed) {
+                // Another process waits for the store: let it have the next batch.
+                std::thread::sleep(Duration::from_millis(5));
+            }
         }
         Ok(())
     }
@@ -691,39 +847,24 @@ impl<'c> SqliteImporter<'c> {
             stamp: now(),
             seq: 0,
             open: false,
+            uncommitted: RunCounts::default(),
         })
     }
 
-    /// Opens the transaction, retrying a busy store; `false` if it stayed busy.
-    fn begin(&mut self) -> rusqlite::Result<bool> {
-        for _ in 0..3 {
-            match self.conn.execute_batch("BEGIN IMMEDIATE") {
-                Ok(()) => {
-                    self.open = true;
-                    self.stamp = now();
-                    self.st.forget_learnt();
-                    return Ok(true);
-                }
-                Err(e) if is_busy(&e) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(false)
+    /// Opens the transaction, waiting (up to the busy timeout) while another process
+    /// writes the store.
+    fn begin(&mut self) -> rusqlite::Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.open = true;
+        self.stamp = now();
+        self.st.forget_learnt();
+        Ok(())
     }
 
     /// Writes `items` in order and returns their outcomes.
     fn write_items(&mut self, items: &[Item]) -> rusqlite::Result<Vec<Outcome>> {
-        if !self.open && !self.begin()? {
-            self.seq += items.len() as u64;
-            return Ok(items
-                .iter()
-                .map(|_| {
-                    Outcome::failed(
-                        Reason::ConcurrencyConflict,
-                        "Max retries exceeded for import.",
-                    )
-                })
-                .collect());
+        if !self.open {
+            self.begin()?;
         }
         let mut outcomes = Vec::with_capacity(items.len());
         let mut pending = Vec::with_capacity(items.len());
@@ -1871,6 +2012,39 @@ mod tests {
             .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
             .unwrap();
         assert_eq!(fk, 1);
+    }
+
+    #[test]
+    fn a_run_of_a_live_process_stays_running_and_one_of_a_dead_one_is_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.db");
+        let mut first = SqliteStore::open(&path, Mode::ReadWrite).unwrap();
+        let mut second = SqliteStore::open(&path, Mode::ReadWrite).unwrap();
+        let live = first.begin_run("a/", Policy::Skip).unwrap();
+        let dead = first.begin_run("b/", Policy::Skip).unwrap();
+        // A process that has ended: its pid is free.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        first
+            .conn
+            .execute(
+                "UPDATE import_runs SET pid = ?2 WHERE id = ?1",
+                params![dead.0, gone],
+            )
+            .unwrap();
+        second.begin_run("c/", Policy::Skip).unwrap();
+        let status = |run: RunId| {
+            second
+                .runs()
+                .unwrap()
+                .into_iter()
+                .find(|r| r.id == run)
+                .unwrap()
+                .status
+        };
+        assert_eq!(status(live), "running", "this process is alive");
+        assert_eq!(status(dead), "interrupted");
     }
 
     #[test]

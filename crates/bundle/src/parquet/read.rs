@@ -275,6 +275,7 @@ impl UserColumns {
             subject: id.map(str::to_string),
             field,
             message,
+            column: None,
         };
         let null = |field: &str| problem(field.to_string(), "is null".into());
         let text = |i: usize| opt(&self.text[i], row).map(str::to_string);

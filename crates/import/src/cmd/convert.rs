@@ -6,7 +6,7 @@ use anyhow::{bail, Context as _, Result};
 use ferry_bundle::manifest::ConvertedFrom;
 use ferry_bundle::read::hash_file;
 use ferry_bundle::staging::Staging;
-use ferry_bundle::{BundleWriter, Encoding, ManifestInfo, MANIFEST};
+use ferry_bundle::{BundleWriter, Encoding, ManifestInfo, RawRecord, MANIFEST};
 
 use crate::pipeline;
 use crate::summary::count;
@@ -89,19 +89,22 @@ pub fn run(args: Args) -> Result<ExitStatus> {
         let (location, role) = item?;
         match role {
             Ok(role) => writer.write_role(&role)?,
-            Err(e) => bail!("{location}: {e}\nnot converted: fix the line and seal the bundle"),
+            Err(e) => bail!(
+                "{}\nnot converted: fix the line and seal the bundle",
+                e.quickfix(&location)
+            ),
         }
     }
     let progress = setup::progress(original.counts.users, "converting");
     let mut broken = 0u64;
-    pipeline::run(&bundle, None, &|l, r| (l, r), &mut |chunk| {
+    pipeline::run(&bundle, None, &RawRecord::decode, &mut |chunk| {
         progress.inc(chunk.len() as u64);
         for (location, record) in chunk {
             match record {
                 Ok(user) if broken == 0 => writer.write_user(&user)?,
                 Ok(_) => {}
                 Err(e) => {
-                    progress.suspend(|| eprintln!("{location}: {e}"));
+                    progress.suspend(|| eprintln!("{}", e.quickfix(&location)));
                     broken += 1;
                 }
             }

@@ -291,7 +291,7 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     let mut not_imported = NotImportedTally::default();
     let target = store.describe();
     // The loader borrows the store until its block ends.
-    let counts = {
+    let (written, counts) = {
         let mut loader = Loader {
             importer: store.importer(run, policy)?,
             json,
@@ -311,9 +311,9 @@ pub fn run(args: Args) -> Result<ExitStatus> {
             mapper: &mapper,
             roles: &roles.index,
         };
-        let stage = |l, r| pipeline::map(with, l, r);
+        let stage = |raw| pipeline::map(with, raw);
         let finish = |chunk| prepare_chunk(chunk, &preparation);
-        pipeline::run_then(&bundle, args.limit, &stage, &finish, &mut |chunk| {
+        let written = pipeline::run_then(&bundle, args.limit, &stage, &finish, &mut |chunk| {
             if !json {
                 for w in chunk.iter().flat_map(|p| &p.warnings) {
                     progress.suspend(|| eprintln!("{w}"));
@@ -331,11 +331,23 @@ pub fn run(args: Args) -> Result<ExitStatus> {
             // Freeing a chunk's records is work the writer need not wait for.
             rayon::spawn(move || drop(items));
             Ok(())
-        })?;
-        loader.commit()?;
-        loader.counts
+        })
+        .and_then(|()| loader.commit());
+        (written, loader.counts)
     };
     progress.finish_and_clear();
+    if let Err(e) = written {
+        // The run ends `failed` with the reason, and the counts of what it committed
+        // (the batch in flight was rolled back). If even that cannot be written (a full
+        // disk), the next load marks the run interrupted; its counts are already those
+        // of its commits.
+        let _ = store.finish_run(run, &RunEnd::Failed(format!("{e:#}")), counts);
+        return Err(e.context(format!(
+            "the load stopped; run {} ended `failed` with {} committed (a re-run resumes: what is in the store is skipped)",
+            run.0,
+            summary::count(counts.created + counts.updated + counts.skipped + counts.failed, "record", "records"),
+        )));
+    }
     store.finish_run(run, &RunEnd::Completed, counts)?;
     let RunCounts {
         created,

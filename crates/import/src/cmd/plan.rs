@@ -152,8 +152,8 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     pipeline::run(
         &bundle,
         None,
-        &|l, r| {
-            let mut m = pipeline::map(with, l, r);
+        &|raw| {
+            let mut m = pipeline::map(with, raw);
             // A clear-text Membership password never leaves ferry as it is.
             if let Some(r) = m.record.as_mut() {
                 ferry_store::hash_clear_password(r);

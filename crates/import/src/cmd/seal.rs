@@ -44,7 +44,7 @@ pub fn run(args: Args) -> Result<ExitStatus> {
         match record {
             Ok(u) => tally.add_user(&u),
             Err(e) => {
-                eprintln!("{loc}: {e}");
+                eprintln!("{}", e.quickfix(&loc));
                 broken += 1;
             }
         }
@@ -55,7 +55,7 @@ pub fn run(args: Args) -> Result<ExitStatus> {
         match record {
             Ok(r) => tally.add_role(&r),
             Err(e) => {
-                eprintln!("{loc}: {e}");
+                eprintln!("{}", e.quickfix(&loc));
                 broken += 1;
             }
         }

@@ -22,14 +22,16 @@ use crate::{setup, ExitStatus};
 /// the structure of every password hash. With --target, also the conflicts a load into
 /// that store would meet.
 ///
-/// Each problem is one line: `users-00000.ndjson:LINE: SUBJECT: FIELD: message`.
-/// Warnings (e.g. a malformed password hash, which is imported but can never verify)
-/// start with `warning:` and do not fail the check.
+/// Each problem is one quickfix line, `users-00000.ndjson:LINE:COLUMN: SUBJECT: FIELD:
+/// message`, COLUMN being the byte where the field's key starts (1 when unknown, as for
+/// a Parquet record). Warnings (e.g. a malformed password hash, which is imported but can
+/// never verify) say `warning:` after the column and do not fail the check.
 ///
 /// Example:
 ///
 ///   $ ferry-import validate bundle/ --schema schemas/scim-user.json
-///   users-00000.ndjson:12: 4f1c…: Email: `bob@` is not an e-mail address: …
+///   users-00000.ndjson:12:90: 4f1c…: Email: Email OTP address 'BOB@X.ORG' is already …
+///   $ vim -q <(ferry-import validate bundle/ --schema schemas/scim-user.json 2>&1)
 ///
 /// Exit status: 0 no errors, 1 errors found, 2 the check could not run or the bundle has
 /// unsealed edits (every record is still checked and reported; `seal` accepts the edits).
@@ -71,7 +73,7 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     pipeline::run(
         &bundle,
         None,
-        &|l, r| pipeline::map(with, l, r),
+        &|raw| pipeline::map(with, raw),
         &mut |mut chunk| {
             dupes.check(&mut chunk, store.as_deref())?;
             for m in &chunk {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use ferry_bundle::census::{CensusBuilder, HashStatus};
 use ferry_bundle::read::RecordError;
-use ferry_bundle::{Location, UserRecord};
+use ferry_bundle::{Location, RawRecord, UserRecord};
 use ferry_passwords::PasswordHash;
 use ferry_store::{normalize, ImportRecord, Mode, Snapshot, Store, ASPNET_ALGORITHM};
 use rayon::prelude::*;
@@ -160,6 +160,8 @@ struct Seen {
     /// The record, or what is wrong with it.
     user: Result<UserRecord, RecordError>,
     status: HashStatus,
+    /// The column of `PasswordHash` in the line, for a malformed one.
+    password_column: Option<usize>,
     /// The record mapped as the load mapped it (with --target).
     mapped: Option<Mapped>,
 }
@@ -223,16 +225,22 @@ fn verify(args: &Args) -> Result<ExitStatus> {
     let mut census = CensusBuilder::default();
     let mut malformed: Vec<Value> = Vec::new();
     let mut unreadable = 0u64;
-    let stage = |location: Location, user: Result<UserRecord, RecordError>| {
+    let stage = |raw: RawRecord| {
+        let location = raw.location().clone();
+        let user = raw.decoded();
         let status = match &user {
             Ok(u) => HashStatus::of(u.password_hash.as_deref()),
             Err(_) => HashStatus::None,
         };
-        let mapped = with.map(|w| pipeline::map(w, location.clone(), user.clone()));
+        let password_column = matches!(status, HashStatus::Malformed(_))
+            .then(|| raw.column_of("PasswordHash"))
+            .flatten();
+        let mapped = with.map(|w| pipeline::map_read(w, raw, user.clone()));
         Seen {
             location,
             user,
             status,
+            password_column,
             mapped,
         }
     };
@@ -242,7 +250,7 @@ fn verify(args: &Args) -> Result<ExitStatus> {
             let user = match &seen.user {
                 Ok(u) => u,
                 Err(e) => {
-                    bar.suspend(|| eprintln!("{}: {e}", seen.location));
+                    bar.suspend(|| eprintln!("{}", e.quickfix(&seen.location)));
                     unreadable += 1;
                     continue;
                 }
@@ -253,8 +261,10 @@ fn verify(args: &Args) -> Result<ExitStatus> {
                 if !json {
                     bar.suspend(|| {
                         eprintln!(
-                            "warning: {}: {}: PasswordHash: malformed: {reason}",
-                            seen.location, user.id
+                            "{}:{}: warning: {}: PasswordHash: malformed: {reason}",
+                            seen.location,
+                            seen.password_column.unwrap_or(1),
+                            user.id
                         )
                     });
                 }

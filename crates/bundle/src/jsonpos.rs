@@ -1,7 +1,11 @@
-//! Duplicate keys in a JSON record. `serde_json` lets the last of two equal keys win, so a
-//! hand edit that adds `"PasswordHash":null` after the real one would silently remove a
-//! password. Every record line is checked: a duplicate is an error naming the key, its
-//! path and its column.
+//! Positions in a JSON record line, which `serde_json` values do not keep.
+//!
+//! - [`first_duplicate`]: a key given twice. `serde_json` lets the last of two equal keys
+//!   win, so a hand edit that adds `"PasswordHash":null` after the real one would
+//!   silently remove a password. Every record line is checked: a duplicate is an error
+//!   naming the key, its path and its column.
+//! - [`column_of`]: the column where a field (a path such as `Claims[2].Type`) is, so
+//!   that a problem found after decoding is reported at `file:line:column`.
 
 use std::fmt;
 
@@ -19,10 +23,46 @@ pub struct DuplicateKey {
 /// The first duplicate key of `line`, if it has one. `line` must be valid JSON (it is
 /// checked after the record parsed).
 pub fn first_duplicate(line: &str) -> Option<DuplicateKey> {
+    let (path, column) = walk(line, Seek::Duplicate)?;
+    Some(DuplicateKey { path, column })
+}
+
+/// The 1-based column where the key of `path` starts in `line` (`Claims[2].Type`, or
+/// `Claims[2]`, which is found at its nearest key, `Claims`); the nearest enclosing key
+/// that is there when the path itself is not; `None` when not even the first key is.
+pub fn column_of(line: &str, path: &str) -> Option<usize> {
+    let mut path = path;
+    loop {
+        if path.is_empty() {
+            return None;
+        }
+        if let Some((_, column)) = walk(line, Seek::Key(path)) {
+            return Some(column);
+        }
+        path = match path.rfind(['.', '[']) {
+            Some(i) => &path[..i],
+            None => return None,
+        };
+    }
+}
+
+/// What a walk looks for.
+#[derive(Clone, Copy)]
+enum Seek<'p> {
+    /// A key given twice in one object.
+    Duplicate,
+    /// The key with this path.
+    Key(&'p str),
+}
+
+/// Walks `line` until it finds what `seek` names: the key's path and the column where
+/// the key starts.
+fn walk(line: &str, seek: Seek<'_>) -> Option<(String, usize)> {
     let mut de = serde_json::Deserializer::from_str(line);
     let mut found = None;
     let result = Check {
         path: String::new(),
+        seek,
         found: &mut found,
     }
     .deserialize(&mut de);
@@ -30,28 +70,26 @@ pub fn first_duplicate(line: &str) -> Option<DuplicateKey> {
         (Err(e), Some((path, key))) => {
             // The parser stands at the key's closing quote.
             let quoted = serde_json::to_string(&key).map_or(0, |q| q.len());
-            Some(DuplicateKey {
-                path,
-                column: (e.column() + 1).saturating_sub(quoted).max(1),
-            })
+            Some((path, (e.column() + 1).saturating_sub(quoted).max(1)))
         }
         _ => None,
     }
 }
 
-struct Check<'a> {
+struct Check<'a, 'p> {
     path: String,
+    seek: Seek<'p>,
     found: &'a mut Option<(String, String)>,
 }
 
-impl<'de> DeserializeSeed<'de> for Check<'_> {
+impl<'de> DeserializeSeed<'de> for Check<'_, '_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Check<'_> {
+impl<'de> Visitor<'de> for Check<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -85,7 +123,11 @@ impl<'de> Visitor<'de> for Check<'_> {
         loop {
             let path = format!("{}[{i}]", self.path);
             let found = &mut *self.found;
-            if seq.next_element_seed(Check { path, found })?.is_none() {
+            let seek = self.seek;
+            if seq
+                .next_element_seed(Check { path, seek, found })?
+                .is_none()
+            {
                 return Ok(());
             }
             i += 1;
@@ -100,14 +142,19 @@ impl<'de> Visitor<'de> for Check<'_> {
             } else {
                 format!("{}.{key}", self.path)
             };
-            if keys.contains(&key) {
+            let hit = match self.seek {
+                Seek::Duplicate => keys.contains(&key),
+                Seek::Key(target) => path == target,
+            };
+            if hit {
                 *self.found = Some((path, key));
-                return Err(de::Error::custom("duplicate key"));
+                return Err(de::Error::custom("found"));
             }
             let found = &mut *self.found;
-            map.next_value_seed(Check { path, found })?;
+            let seek = self.seek;
+            map.next_value_seed(Check { path, seek, found })?;
             if found.is_some() {
-                return Err(de::Error::custom("duplicate key"));
+                return Err(de::Error::custom("found"));
             }
             keys.push(key);
         }
@@ -135,5 +182,20 @@ mod tests {
         assert_eq!(d.path, "Extra.Age");
         // Equal keys in different objects are fine.
         assert_eq!(first_duplicate(r#"[{"a":1},{"a":2}]"#), None);
+    }
+
+    #[test]
+    fn finds_the_column_of_a_field_or_its_nearest_key() {
+        let line = r#"{"Id":"u","Claims":[{"Type":"a","Value":"b"},{"Type":"c"}],"Email":"x"}"#;
+        assert_eq!(column_of(line, "Id"), Some(2));
+        assert_eq!(column_of(line, "Email"), Some(60));
+        assert_eq!(column_of(line, "Claims[1].Type"), Some(47));
+        // An element is found at its array's key, a key that is not there at its parent.
+        assert_eq!(column_of(line, "Claims[1]"), Some(11));
+        assert_eq!(column_of(line, "Claims[1].Value"), Some(11));
+        assert_eq!(column_of(line, "Passkeys[0].Data"), None);
+        assert_eq!(column_of(line, ""), None);
+        // A value that looks like a key is not one.
+        assert_eq!(column_of(r#"{"A":"Email","Email":1}"#, "Email"), Some(14));
     }
 }

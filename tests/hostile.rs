@@ -54,6 +54,14 @@ fn load(w: &Workdir, extra: &[&str]) -> ferry_e2e::Run {
     run("ferry-import", &args)
 }
 
+fn plan(w: &Workdir, out: &str) -> ferry_e2e::Run {
+    let (bundle, s, out) = (w.arg("bundle"), schema(SCIM), w.arg(out));
+    run(
+        "ferry-import",
+        &["plan", &bundle, "--schema", &s, "--out", &out],
+    )
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -306,17 +314,7 @@ fn reports_and_plans_are_owner_only_whatever_the_umask() {
     assert!(std::fs::read_to_string(w.path("load.csv"))
         .unwrap()
         .starts_with("subject_id,"));
-    run(
-        "ferry-import",
-        &[
-            "plan",
-            &w.arg("bundle"),
-            "--schema",
-            &schema(SCIM),
-            "--out",
-            &w.arg("plan/new"),
-        ],
-    );
+    plan(&w, "plan/new");
     assert_eq!(mode(&w.path("plan/new")), 0o700);
     assert_eq!(mode(&w.path("plan/new/plan-00000.ndjson")), 0o600);
 }
@@ -469,5 +467,92 @@ fn a_line_longer_than_16_mib_is_refused_and_the_next_is_read() {
             .contains(&format!("checked {} records:", lines.len())),
         "{}",
         v.stderr
+    );
+}
+
+#[test]
+fn a_second_record_with_an_earlier_ones_id_is_an_error_in_seal_validate_plan_and_load() {
+    let w = Workdir::new();
+    bundle(&w);
+    let text = std::fs::read_to_string(users_file(&w)).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let first: serde_json::Value = serde_json::from_str(lines[2]).unwrap();
+    let id = first["Id"].as_str().unwrap().to_string();
+    // A new record pasted from line 3 and given its own user name and e-mail, but not
+    // its own Id: only the Id collides.
+    let mut copy: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(lines[2]).unwrap();
+    for (k, v) in [
+        ("UserName", "newcomer"),
+        ("NormalizedUserName", "NEWCOMER"),
+        ("Email", "newcomer@example.org"),
+        ("NormalizedEmail", "NEWCOMER@EXAMPLE.ORG"),
+    ] {
+        copy.insert(k.into(), v.into());
+    }
+    for k in ["Logins", "Passkeys", "Claims"] {
+        copy.insert(k.into(), serde_json::json!([]));
+    }
+    let copied = serde_json::to_string(&copy).unwrap();
+    let n = lines.len() + 1;
+    std::fs::write(users_file(&w), format!("{text}{copied}\n")).unwrap();
+    let expected = format!(
+        "users-00000.ndjson:{n}:2: {id}: Id: an earlier record has this Id; a bundle holds each account once: merge the two records by hand or remove one, then seal (users-00000.ndjson:3)"
+    );
+    // seal refuses it, naming both records.
+    let s = run("ferry-import", &["seal", &w.arg("bundle")]).expect_code(1);
+    assert!(s.stderr.contains(&expected), "{}", s.stderr);
+    assert!(s.stderr.contains("not sealed"), "{}", s.stderr);
+    // validate reports it (exit 2: unsealed), the first record unblamed.
+    let v = validate(&w, "bundle").expect_code(2);
+    assert!(v.stderr.contains(&expected), "{}", v.stderr);
+    assert!(
+        !v.stderr
+            .lines()
+            .any(|l| l.starts_with("users-00000.ndjson:3:") && l.contains(": Id: ")),
+        "{}",
+        v.stderr
+    );
+    // A manifest brought up to date by hand (as an older ferry's seal would have): plan
+    // and load fail the second record and keep the first whole.
+    let path = w.path("bundle/manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let part = users_file(&w);
+    m["parts"][0]["sha256"] = ferry_e2e::sha256_file(&part).into();
+    m["parts"][0]["bytes"] = std::fs::metadata(&part).unwrap().len().into();
+    m["parts"][0]["records"] = (n as u64).into();
+    m["counts"]["users"] = (n as u64).into();
+    std::fs::write(&path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let p = plan(&w, "plan");
+    assert!(p.stderr.contains(&expected), "{}", p.stderr);
+    let l = load(&w, &["--report", &w.arg("report.csv")]).expect_code(1);
+    assert!(
+        l.stderr.contains(&format!(
+            "FAILED {id} (users-00000.ndjson:{n}): Id: an earlier record has this Id"
+        )),
+        "{}",
+        l.stderr
+    );
+    let conn = rusqlite::Connection::open(w.path("users.db")).unwrap();
+    let (user_name, rows): (String, i64) = conn
+        .query_row(
+            "SELECT MAX(user_name), COUNT(*) FROM users WHERE subject_id = ?1",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(rows, 1);
+    assert_eq!(
+        user_name,
+        first["UserName"].as_str().unwrap(),
+        "the first record, unchanged"
+    );
+    let report = std::fs::read_to_string(w.path("report.csv")).unwrap();
+    assert!(
+        report
+            .lines()
+            .any(|l| l.starts_with(&format!("{id},users-00000.ndjson,{n},Failed,"))),
+        "{report}"
     );
 }

@@ -7,6 +7,10 @@
 //! subject of the store holds, with the same message; a record whose subject the store
 //! has already is skipped, as a load skips it; and a record that fails (for that or any
 //! other reason) claims nothing, so it conflicts with no later record.
+//!
+//! Before its claims, a record's `Id` is checked ([`check_ids`], which `load` runs too): a
+//! record with the `Id` of an earlier one is an error naming that one, and is not imported
+//! (a load would otherwise skip it as an existing account, and plan write both).
 
 use anyhow::Result;
 use ferry_bundle::Location;
@@ -19,6 +23,7 @@ use crate::pipeline::Mapped;
 /// Claims seen so far, with the record that holds each.
 pub struct Dupes {
     conn: Connection,
+    ids: SubjectIndex,
     _dir: tempfile::TempDir,
 }
 
@@ -34,7 +39,11 @@ impl Dupes {
              CREATE TABLE claims (key TEXT PRIMARY KEY, subject TEXT NOT NULL, file TEXT NOT NULL,
                                   line INTEGER NOT NULL) WITHOUT ROWID;",
         )?;
-        Ok(Dupes { conn, _dir: dir })
+        Ok(Dupes {
+            conn,
+            ids: SubjectIndex::new()?,
+            _dir: dir,
+        })
     }
 
     /// Checks a chunk in bundle order, against the records before it and against
@@ -42,6 +51,7 @@ impl Dupes {
     /// an earlier record (naming where it is) or by another subject of the store, or, as a
     /// warning, that the store has the subject already.
     pub fn check(&mut self, chunk: &mut [Mapped], target: Option<&dyn Store>) -> Result<()> {
+        check_ids(&self.ids, chunk)?;
         let tx = self.conn.transaction()?;
         {
             let mut insert =
@@ -103,8 +113,8 @@ impl Dupes {
     }
 }
 
-/// A set of subject ids on disk (a temporary SQLite file): memory stays flat however many
-/// users a bundle holds.
+/// A set of subject ids on disk (a temporary SQLite file), each with the record that
+/// gave it first: memory stays flat however many users a bundle holds.
 pub struct SubjectIndex {
     conn: Connection,
     _dir: tempfile::TempDir,
@@ -113,11 +123,14 @@ pub struct SubjectIndex {
 impl SubjectIndex {
     /// A new, empty set.
     pub fn new() -> Result<SubjectIndex> {
-        let dir = tempfile::Builder::new().prefix("ferry-verify").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("ferry-subjects")
+            .tempdir()?;
         let conn = Connection::open(dir.path().join("subjects.db"))?;
         conn.execute_batch(
             "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
-             CREATE TABLE subjects (subject TEXT PRIMARY KEY) WITHOUT ROWID;
+             CREATE TABLE subjects (subject TEXT PRIMARY KEY, file TEXT, line INTEGER)
+                 WITHOUT ROWID;
              BEGIN;",
         )?;
         // One transaction for the set's whole life: it is thrown away, never committed.
@@ -128,9 +141,31 @@ impl SubjectIndex {
     pub fn insert(&self, subject: &str) -> Result<bool> {
         Ok(self
             .conn
-            .prepare_cached("INSERT OR IGNORE INTO subjects VALUES (?1)")?
+            .prepare_cached("INSERT OR IGNORE INTO subjects (subject) VALUES (?1)")?
             .execute([subject])?
             == 1)
+    }
+
+    /// Adds `subject`, given by the record at `at`; if an earlier record gave it, where
+    /// that record is (and `at` is not added).
+    pub fn first_at(&self, subject: &str, at: &Location) -> Result<Option<Location>> {
+        let added = self
+            .conn
+            .prepare_cached("INSERT OR IGNORE INTO subjects VALUES (?1, ?2, ?3)")?
+            .execute(params![subject, at.file, at.line])?;
+        if added == 1 {
+            return Ok(None);
+        }
+        Ok(self
+            .conn
+            .prepare_cached("SELECT file, line FROM subjects WHERE subject = ?1")?
+            .query_row([subject], |r| {
+                Ok(Location {
+                    file: r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                    line: r.get::<_, Option<u64>>(1)?.unwrap_or_default(),
+                })
+            })
+            .optional()?)
     }
 
     /// Whether `subject` is in the set.
@@ -140,4 +175,26 @@ impl SubjectIndex {
             .prepare_cached("SELECT 1 FROM subjects WHERE subject = ?1")?
             .exists([subject])?)
     }
+}
+
+/// The message of a record whose `Id` an earlier record of the bundle has (which the
+/// problem's location, or the caller, names).
+pub const GIVEN_TWICE: &str = "an earlier record has this Id; a bundle holds each account once: merge the two records by hand or remove one, then seal";
+
+/// Checks each record of a chunk, in bundle order, for an `Id` an earlier record has:
+/// such a record gets an error naming the first one, and is not imported.
+pub fn check_ids(index: &SubjectIndex, chunk: &mut [Mapped]) -> Result<()> {
+    for m in chunk {
+        let Some(subject) = m.subject.as_deref() else {
+            continue;
+        };
+        if let Some(first) = index.first_at(subject, &m.location)? {
+            let mut problem = Problem::error("Id", GIVEN_TWICE);
+            problem.related = Some(first);
+            m.problems.push(problem);
+            m.record = None;
+            m.claims.clear();
+        }
+    }
+    Ok(())
 }

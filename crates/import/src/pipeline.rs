@@ -28,18 +28,19 @@ pub fn run<T: Send>(
     stage: &(dyn Fn(RawRecord) -> T + Sync),
     sink: &mut dyn FnMut(Vec<T>) -> Result<()>,
 ) -> Result<()> {
-    run_then(bundle, limit, stage, &|chunk| chunk, sink)
+    run_then(bundle, limit, stage, &|chunk| Ok(chunk), sink)
 }
 
 /// [`run`] with a second stage on each whole chunk, on the helper threads, after `stage`
 /// ran on each of its records: work that is cheaper for many records together than one
 /// at a time (load hashes the recovery codes of a chunk's users in SIMD lanes). `finish`
-/// returns the chunk's results in the order it was given them.
+/// returns the chunk's results in the order it was given them. The chunks reach it one
+/// at a time, in bundle order.
 pub fn run_then<T: Send, U: Send>(
     bundle: &BundleReader,
     limit: Option<u64>,
     stage: &(dyn Fn(RawRecord) -> T + Sync),
-    finish: &(dyn Fn(Vec<T>) -> Vec<U> + Sync),
+    finish: &(dyn Fn(Vec<T>) -> Result<Vec<U>> + Sync),
     sink: &mut dyn FnMut(Vec<U>) -> Result<()>,
 ) -> Result<()> {
     let (raw_tx, raw_rx) = sync_channel::<Result<Vec<RawRecord>>>(4);
@@ -76,7 +77,7 @@ pub fn run_then<T: Send, U: Send>(
         scope.spawn(move || {
             crate::priority::helper_thread();
             for chunk in raw_rx {
-                let done = chunk.map(|c| finish(c.into_par_iter().map(stage).collect()));
+                let done = chunk.and_then(|c| finish(c.into_par_iter().map(stage).collect()));
                 if done_tx.send(done).is_err() {
                     return;
                 }

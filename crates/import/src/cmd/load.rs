@@ -1,6 +1,7 @@
 //! `ferry-import load`: load a bundle into the store.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -10,6 +11,7 @@ use indicatif::ProgressBar;
 use rayon::prelude::*;
 
 use crate::args::{MappingArgs, OutputArgs};
+use crate::dupes::{check_ids, SubjectIndex};
 use crate::pipeline::{self, problem_line, With};
 use crate::summary::{self, NotImportedTally};
 use crate::{setup, ExitStatus};
@@ -97,6 +99,9 @@ struct Preparation {
     recovery_iterations: u32,
     /// The store's own work on each item.
     store: ItemPreparer,
+    /// The `Id`s of the records before, to fail a record whose `Id` an earlier one has
+    /// (the store would skip it as existing, and one account would be lost unseen).
+    ids: Mutex<SubjectIndex>,
 }
 
 /// 2FA users whose recovery codes are hashed together: 40 codes when each has ASP.NET's
@@ -106,7 +111,8 @@ const RECOVERY_GROUP: usize = 4;
 
 /// Prepares a chunk of mapped records: the recovery codes of its users hashed in groups
 /// of [`RECOVERY_GROUP`] users on every core, then each record made ready for the store.
-fn prepare_chunk(mut chunk: Vec<pipeline::Mapped>, p: &Preparation) -> Vec<Prepared> {
+fn prepare_chunk(mut chunk: Vec<pipeline::Mapped>, p: &Preparation) -> Result<Vec<Prepared>> {
+    check_ids(&p.ids.lock().expect("not poisoned"), &mut chunk)?;
     let mut with_codes: Vec<&mut ferry_store::ImportRecord> = chunk
         .iter_mut()
         .filter_map(|m| m.record.as_mut())
@@ -115,7 +121,7 @@ fn prepare_chunk(mut chunk: Vec<pipeline::Mapped>, p: &Preparation) -> Vec<Prepa
     with_codes
         .par_chunks_mut(RECOVERY_GROUP)
         .for_each(|group| ferry_store::hash_recovery_codes_of(group, p.recovery_iterations));
-    chunk.into_par_iter().map(|m| prepare(m, p)).collect()
+    Ok(chunk.into_par_iter().map(|m| prepare(m, p)).collect())
 }
 
 fn prepare(mut m: pipeline::Mapped, p: &Preparation) -> Prepared {
@@ -287,6 +293,7 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     let preparation = Preparation {
         recovery_iterations: store.recovery_code_iterations(),
         store: store.item_preparer(),
+        ids: Mutex::new(SubjectIndex::new()?),
     };
     let mut not_imported = NotImportedTally::default();
     let target = store.describe();

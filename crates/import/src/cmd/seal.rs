@@ -8,13 +8,15 @@ use ferry_bundle::manifest::{Edit, EditedFile};
 use ferry_bundle::read::hash_file;
 use ferry_bundle::Tally;
 
+use crate::dupes::{SubjectIndex, GIVEN_TWICE};
 use crate::summary::count;
 use crate::{setup, ExitStatus};
 
 /// Accept hand edits: re-checksum the bundle and log the edit in its manifest.
 ///
-/// Every line of every part must still be a valid record (a line that is not is
-/// reported with its file, line and field, and nothing is sealed). The counts and the
+/// Every line of every part must still be a valid record, and each record's `Id` its
+/// own (a line that is not, or a second record with an earlier one's `Id`, is reported
+/// with its file, line and field, and nothing is sealed). The counts and the
 /// password census are recomputed; each changed file is logged under `edits` with its
 /// record counts and checksums before and after.
 ///
@@ -38,13 +40,26 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     let mut broken = 0u64;
     let mut tally = Tally::default();
     let mut records: BTreeMap<String, u64> = BTreeMap::new();
-    for item in bundle.users() {
-        let (loc, record) = item?;
+    let ids = SubjectIndex::new()?;
+    for raw in bundle.user_records() {
+        let raw = raw?;
+        let loc = raw.location();
         *records.entry(loc.file.clone()).or_default() += 1;
-        match record {
-            Ok(u) => tally.add_user(&u),
+        match raw.decoded() {
+            Ok(u) => match ids.first_at(&u.id.0, loc)? {
+                None => tally.add_user(&u),
+                Some(first) => {
+                    eprintln!(
+                        "{}:{}: {}: Id: {GIVEN_TWICE} ({first})",
+                        loc,
+                        raw.column_of("Id").unwrap_or(1),
+                        u.id.0
+                    );
+                    broken += 1;
+                }
+            },
             Err(e) => {
-                eprintln!("{}", e.quickfix(&loc));
+                eprintln!("{}", e.quickfix(loc));
                 broken += 1;
             }
         }

@@ -67,7 +67,7 @@ fn every_public_vector_logs_in_then_is_rehashed_to_pbkdf2() {
 
     for (i, (hash, password, verifies)) in cases.iter().enumerate() {
         let user = format!("vector-{i}");
-        let r = login(&w, &user, password, &[], &[]);
+        let r = login(&w, &user, password, &["--explain"], &[]);
         if *verifies {
             assert_eq!(r.code, 0, "{hash} should log in: {}", r.stderr);
             assert!(
@@ -94,6 +94,52 @@ fn every_public_vector_logs_in_then_is_rehashed_to_pbkdf2() {
 }
 
 #[test]
+fn a_refused_login_says_the_same_whatever_the_reason_unless_explained() {
+    let w = Workdir::new();
+    let db = w.fixture("app.db", Generation::CoreV3, 30, false);
+    w.export(&db, "bundle");
+    load(&w, &[]).expect_code(1);
+    // No such user, a wrong password, no password at all, and locked out (with the
+    // right password).
+    let cases = [
+        ("nobody", "x", "no user named `nobody`"),
+        ("bob", "not bob's", "wrong password"),
+        ("frank", "anything", "this user has no password"),
+        ("ivan", "ivan-Passw0rd!", "locked out until 2099-01-01"),
+    ];
+    let mut plain = Vec::new();
+    for (user, password, why) in cases {
+        let r = login(&w, user, password, &[], &[]).expect_code(1);
+        assert!(!r.stderr.contains(why), "{user}: {}", r.stderr);
+        plain.push((r.stderr, r.stdout));
+        let json = login(&w, user, password, &["--json"], &[]).expect_code(1);
+        let v: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
+        assert_eq!(v["subject"], serde_json::Value::Null, "{user}: {v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("the user name or password is wrong"),
+            "{user}: {v}"
+        );
+        let explained = login(&w, user, password, &["--explain"], &[]).expect_code(1);
+        assert!(
+            explained.stderr.contains(why),
+            "{user}: {}",
+            explained.stderr
+        );
+    }
+    assert!(
+        plain.windows(2).all(|p| p[0] == p[1]),
+        "one message for every refusal: {plain:?}"
+    );
+    assert_eq!(
+        plain[0].0.trim(),
+        "refused: the user name or password is wrong, or this account cannot sign in with a password now (--explain says which)"
+    );
+}
+
+#[test]
 fn login_finds_users_ignoring_case_refuses_lockouts_and_checks_totp_vectors() {
     let w = Workdir::new();
     let db = w.fixture("app.db", Generation::CoreV3, 30, false);
@@ -113,7 +159,7 @@ fn login_finds_users_ignoring_case_refuses_lockouts_and_checks_totp_vectors() {
     );
     r.expect_code(0);
     // ivan is locked out until 2099.
-    let r = login(&w, "ivan", "ivan-Passw0rd!", &[], &[]).expect_code(1);
+    let r = login(&w, "ivan", "ivan-Passw0rd!", &["--explain"], &[]).expect_code(1);
     assert!(
         r.stderr.contains("locked out until 2099-01-01"),
         "{}",
@@ -123,7 +169,7 @@ fn login_finds_users_ignoring_case_refuses_lockouts_and_checks_totp_vectors() {
     login(&w, "grace", "grace-Passw0rd!", &[], &[]).expect_code(1);
     login(&w, "heidi", "heidi-Passw0rd!", &[], &[]).expect_code(1);
     // frank has no password at all.
-    let r = login(&w, "frank", "anything", &[], &[]).expect_code(1);
+    let r = login(&w, "frank", "anything", &["--explain"], &[]).expect_code(1);
     assert!(r.stderr.contains("no password"), "{}", r.stderr);
     login(&w, "nobody", "x", &[], &[]).expect_code(1);
 

@@ -94,6 +94,18 @@ pub fn preferred_hash(password: &str) -> HashedPassword {
     let mut salt = [0u8; preferred::SALT_LEN];
     rand::rngs::OsRng.fill_bytes(&mut salt);
     let digest = preferred::hash(password, &salt);
+    preferred_of(&salt, &digest)
+}
+
+/// A hash in the preferred format that costs nothing to make and that no password
+/// matches but by a 2^-512 chance: what `login` checks a password against when there is
+/// no user (or no password) to check it against, so that the refusal takes as long as a
+/// wrong password does.
+pub fn placeholder_hash() -> HashedPassword {
+    preferred_of(&[0; preferred::SALT_LEN], &[0x5a; preferred::DIGEST_LEN])
+}
+
+fn preferred_of(salt: &[u8], digest: &[u8]) -> HashedPassword {
     let mut parameters = Map::new();
     parameters.insert("prf".into(), Value::String(preferred::PRF.name().into()));
     parameters.insert("iterations".into(), Value::from(preferred::ITERATIONS));

@@ -5,6 +5,7 @@ use std::io::{BufRead as _, IsTerminal as _, Read as _};
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use ferry_store::login::{self, Verdict};
+use ferry_store::StoredUser;
 
 use crate::args::OutputArgs;
 use crate::{setup, ExitStatus};
@@ -19,6 +20,14 @@ use crate::{setup, ExitStatus};
 /// (PBKDF2-HMAC-SHA512, 210,000 iterations), as User Management does on a first login.
 /// With --totp, also checks a code of the imported authenticator (RFC 6238: SHA-1, six
 /// digits, 30-second steps, two steps either side).
+///
+/// As the application's sign-in page must, it says the same for every refusal before
+/// the password is known to be right ("the user name or password is wrong, or this
+/// account cannot sign in with a password now"), and does the same work for each: one
+/// password check, against the user's hash, or a preferred-format hash when there is no
+/// such user or the user has none; a locked-out user's password is checked too. Give
+/// --explain to see which it was (no such user, several users with that e-mail, wrong
+/// password, no password, locked out until …).
 ///
 /// Examples:
 ///
@@ -39,6 +48,10 @@ pub struct Args {
     /// A code from the user's authenticator app.
     #[arg(long, value_name = "CODE")]
     pub totp: Option<String>,
+    /// Say why a login is refused (by default every refusal before the password is known
+    /// to be right says the same, as a sign-in page must not tell who exists).
+    #[arg(long)]
+    pub explain: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -88,6 +101,18 @@ fn read_password() -> Result<String> {
     Ok(line)
 }
 
+/// What a refused login says without --explain.
+const REFUSED: &str = "the user name or password is wrong, or this account cannot sign in with a password now (--explain says which)";
+
+/// When the user's lockout ends, if it is in the future.
+fn locked_until(user: &StoredUser, now: DateTime<Utc>) -> Option<DateTime<chrono::FixedOffset>> {
+    if !user.lockout_enabled {
+        return None;
+    }
+    let end = DateTime::parse_from_rfc3339(user.lockout_end.as_deref()?).ok()?;
+    (end > now).then_some(end)
+}
+
 struct Report<'a> {
     args: &'a Args,
     subject: Option<String>,
@@ -128,50 +153,41 @@ pub fn run(args: Args) -> Result<ExitStatus> {
         subject: None,
     };
     let users = store.find_for_login(&args.user)?;
-    let user = match users.as_slice() {
-        [] => {
-            // As much work as a real check, so that timing does not tell who exists.
-            let _ = login::verify(&password, &login::preferred_hash("x"));
-            return Ok(report.finish(false, &format!("no user named `{}`", args.user), false));
-        }
-        [one] => one.clone(),
-        many => {
-            return Ok(report.finish(
-                false,
-                &format!(
-                    "{} users have the e-mail address `{}`; log in with the user name",
-                    many.len(),
-                    args.user
-                ),
-                false,
-            ))
-        }
+    let (user, mut refusal) = match users.as_slice() {
+        [] => (None, Some(format!("no user named `{}`", args.user))),
+        [one] => (Some(one.clone()), None),
+        many => (
+            None,
+            Some(format!(
+                "{} users have the e-mail address `{}`; log in with the user name",
+                many.len(),
+                args.user
+            )),
+        ),
     };
-    report.subject = Some(user.subject_id.clone());
-    if user.lockout_enabled {
-        if let Some(end) = &user.lockout_end {
-            if let Ok(end) = DateTime::parse_from_rfc3339(end) {
-                if end > now {
-                    return Ok(report.finish(
-                        false,
-                        &format!("locked out until {}", end.to_rfc3339()),
-                        false,
-                    ));
-                }
-            }
+    if let Some(user) = &user {
+        report.subject = Some(user.subject_id.clone());
+        if user.password.is_none() {
+            refusal = Some("this user has no password (external login or passkey only)".into());
         }
     }
-    let Some(stored) = &user.password else {
-        return Ok(report.finish(
-            false,
-            "this user has no password (external login or passkey only)",
-            false,
-        ));
-    };
-    let verdict = login::verify(&password, stored);
+    // One password check whatever the case, so that timing does not tell a user that
+    // does not exist (or has no password, or is locked out) from a wrong password.
+    let stored = user.as_ref().and_then(|u| u.password.as_ref());
+    let placeholder = login::placeholder_hash();
+    let verdict = login::verify(&password, stored.unwrap_or(&placeholder));
+    if let Some(end) = user.as_ref().and_then(|u| locked_until(u, now)) {
+        refusal.get_or_insert(format!("locked out until {}", end.to_rfc3339()));
+    }
     if verdict == Verdict::Failed {
-        return Ok(report.finish(false, "wrong password", false));
+        refusal.get_or_insert("wrong password".into());
     }
+    let (Some(user), Some(stored), None) = (&user, stored, &refusal) else {
+        let why = refusal.unwrap_or_default();
+        let message = if args.explain { why.as_str() } else { REFUSED };
+        report.subject = report.subject.filter(|_| args.explain);
+        return Ok(report.finish(false, message, false));
+    };
     let mut rehashed = false;
     if verdict == Verdict::SuccessRehashNeeded {
         store.set_password(user.id, &login::preferred_hash(&password))?;

@@ -556,3 +556,162 @@ fn a_second_record_with_an_earlier_ones_id_is_an_error_in_seal_validate_plan_and
         "{report}"
     );
 }
+
+#[test]
+fn names_and_values_over_their_limits_are_errors_of_their_record_alone() {
+    let w = Workdir::new();
+    bundle(&w);
+    let before = records_in_error(&validate_ok(&w, "bundle"));
+    let text = std::fs::read_to_string(users_file(&w)).unwrap();
+    let mut lines: Vec<serde_json::Map<String, serde_json::Value>> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines[1].insert("UserName".into(), "u".repeat(257).into());
+    lines[3].insert("Email".into(), "bob\u{7}@example.org".into());
+    lines[5].insert(
+        "Claims".into(),
+        serde_json::json!([{"Type": "bio", "Value": "x".repeat((1 << 20) + 1)}]),
+    );
+    let ids: Vec<String> = lines
+        .iter()
+        .map(|l| l["Id"].as_str().unwrap().to_string())
+        .collect();
+    let out: String = lines
+        .iter()
+        .map(|l| serde_json::to_string(l).unwrap() + "\n")
+        .collect();
+    std::fs::write(users_file(&w), out).unwrap();
+    run("ferry-import", &["seal", &w.arg("bundle")]).expect_code(0);
+    let v = validate(&w, "bundle").expect_code(1);
+    let two = error_at(&v, 2);
+    assert!(
+        two.contains(&format!(
+            "{}: UserName: is 257 characters long; ASP.NET Identity holds at most 256",
+            ids[1]
+        )),
+        "{two}"
+    );
+    let four = error_at(&v, 4);
+    assert!(
+        four.contains(&format!(
+            "{}: Email: holds a control character (U+0007) at character 4",
+            ids[3]
+        )),
+        "{four}"
+    );
+    let six = error_at(&v, 6);
+    assert!(
+        six.contains("Claims[0].Value: is 1048577 bytes long; ferry takes values of at most 1 MiB"),
+        "{six}"
+    );
+    assert_eq!(records_in_error(&v), before + 3, "{}", v.stderr);
+    // A load fails those three and no other.
+    let l = load(&w, &["--json"]);
+    let summary: serde_json::Value = serde_json::from_str(l.stdout.trim()).unwrap();
+    let failed_before = {
+        let w2 = Workdir::new();
+        bundle(&w2);
+        let l = load(&w2, &["--json"]);
+        serde_json::from_str::<serde_json::Value>(l.stdout.trim()).unwrap()["failed"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(
+        summary["failed"].as_u64().unwrap(),
+        failed_before + 3,
+        "{summary}"
+    );
+}
+
+#[test]
+fn schema_and_mapping_files_over_their_limits_are_refused() {
+    let w = Workdir::new();
+    bundle(&w);
+    let attributes: Vec<serde_json::Value> = (0..10_001)
+        .map(|i| serde_json::json!({"code": format!("a{i}"), "type": "string"}))
+        .collect();
+    std::fs::write(
+        w.path("many.json"),
+        serde_json::json!({ "attributes": attributes }).to_string(),
+    )
+    .unwrap();
+    std::fs::write(w.path("big.json"), vec![b' '; (4 << 20) + 1]).unwrap();
+    let rules: Vec<serde_json::Value> = (0..10_001)
+        .map(|_| serde_json::json!({"from": "column:Email", "to": "email"}))
+        .collect();
+    std::fs::write(
+        w.path("rules.json"),
+        serde_json::json!({ "rules": rules }).to_string(),
+    )
+    .unwrap();
+    let (bundle, scim) = (w.arg("bundle"), schema(SCIM));
+    let (many, big, rules) = (w.arg("many.json"), w.arg("big.json"), w.arg("rules.json"));
+    for (args, expected) in [
+        (
+            vec!["--schema", &many],
+            "many.json: attributes: defines 10001 attributes; ferry takes at most 10000"
+                .to_string(),
+        ),
+        (
+            vec!["--schema", &big],
+            "big.json: is larger than 4 MiB, the most ferry reads as a schema or mapping file"
+                .into(),
+        ),
+        (
+            vec!["--schema", &scim, "--mapping", &rules],
+            "rules.json: rules: 10001 rules; ferry takes at most 10000".into(),
+        ),
+    ] {
+        let mut all = vec!["validate", bundle.as_str()];
+        all.extend(args);
+        let v = run("ferry-import", &all).expect_code(2);
+        assert!(v.stderr.contains(&expected), "{expected}: {}", v.stderr);
+    }
+}
+
+/// A V3 hash (HMAC-SHA256) with this iteration count and subkey length.
+fn v3_hash(iterations: u32, subkey_len: usize) -> String {
+    use base64::Engine as _;
+    let mut bytes = vec![1u8];
+    bytes.extend(1u32.to_be_bytes());
+    bytes.extend(iterations.to_be_bytes());
+    bytes.extend(16u32.to_be_bytes());
+    bytes.extend([7u8; 16]);
+    bytes.extend(vec![9u8; subkey_len]);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[test]
+fn hashes_above_the_cost_ceilings_are_flagged_and_never_run() {
+    let w = Workdir::new();
+    // 10,000,001 iterations, and a 1 MiB subkey (a check would be 16,384 PBKDF2 runs).
+    w.fixture_with_hashes(&[v3_hash(10_000_001, 32), v3_hash(1000, 1 << 20)]);
+    let v = validate(&w, "bundle");
+    for reason in [
+        "iteration count 10000001 is above ferry's ceiling of 10000000 (flagged, not run)",
+        "subkey is 1048576 bytes (maximum 64; flagged, not run)",
+    ] {
+        assert!(
+            v.stderr
+                .contains(&format!("PasswordHash: malformed hash ({reason})")),
+            "{reason}: {}",
+            v.stderr
+        );
+    }
+    load(&w, &[]);
+    for (user, reason) in [
+        ("vector-0", "iteration count 10000001 is above"),
+        ("vector-1", "subkey is 1048576 bytes"),
+    ] {
+        let r = ferry_e2e::login(&w.path("users.db"), user, "any password", &["--explain"])
+            .expect_code(1);
+        assert!(
+            r.stderr.contains(&format!(
+                "refused: this user's password hash is malformed ({reason}"
+            )),
+            "{user}: {}",
+            r.stderr
+        );
+    }
+}

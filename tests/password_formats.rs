@@ -1,7 +1,7 @@
 //! Passwords beyond ASP.NET's own format (Membership, BCrypt, Argon2, PBKDF2 PHC strings),
 //! end to end: census, `verify --credentials`, load, `login` with its re-hash, `plan`.
 
-use ferry_e2e::{root, run, run_with, schema, Run, Workdir};
+use ferry_e2e::{root, run, schema, Run, Workdir};
 use ferry_fixtures::{other_format, Generation, Options, OtherFormat};
 use rusqlite::Connection;
 
@@ -25,19 +25,7 @@ fn load(w: &Workdir) -> Run {
 }
 
 fn login(w: &Workdir, user: &str, password: &str) -> Run {
-    run_with(
-        "ferry-import",
-        &[
-            "login",
-            "--target",
-            &w.arg("users.db"),
-            "--user",
-            user,
-            "--explain",
-        ],
-        &format!("{password}\n"),
-        &[],
-    )
+    ferry_e2e::login(&w.path("users.db"), user, password, &["--explain"])
 }
 
 fn algorithm_of(w: &Workdir, user: &str) -> String {

@@ -91,6 +91,15 @@ pub fn run_with(name: &str, args: &[&str], stdin: &str, env: &[(&str, &str)]) ->
     child.wait_with_output().expect("binary ends").into()
 }
 
+/// `ferry-import login --target STORE --user USER EXTRA…` with `password` and a newline
+/// on standard input.
+pub fn login(store: &Path, user: &str, password: &str, extra: &[&str]) -> Run {
+    let target = store.display().to_string();
+    let mut args = vec!["login", "--target", &target, "--user", user];
+    args.extend_from_slice(extra);
+    run_with("ferry-import", &args, &format!("{password}\n"), &[])
+}
+
 /// Runs a binary that must end by itself within `limit`: a hang detector for commands
 /// that must stop early (it kills the process and fails the test), not a measure of speed.
 pub fn run_within(name: &str, args: &[&str], limit: std::time::Duration) -> Run {

@@ -87,7 +87,9 @@ pub enum Malformed {
     UnknownPrf(u32),
     /// The V3 iteration count is 0.
     ZeroIterations,
-    /// The V3 iteration count is 2^31 or more (negative as .NET reads it).
+    /// The iteration count is above ferry's ceiling,
+    /// [`crate::preferred::MAX_ITERATIONS`] (10,000,000; .NET itself reads 2^31 or more
+    /// as negative).
     IterationsTooLarge(u32),
     /// The V3 salt is shorter than 16 bytes.
     SaltTooShort(u32),
@@ -102,6 +104,9 @@ pub enum Malformed {
     },
     /// The V3 subkey (the bytes after the salt) is shorter than 16 bytes.
     SubkeyTooShort(usize),
+    /// The V3 subkey is longer than 64 bytes: ASP.NET writes 32, and each 64 bytes more
+    /// (of SHA-512; 20 of SHA-1) is one more whole PBKDF2 run to check it.
+    SubkeyTooLong(usize),
     /// A Membership `HASH|FORMAT|SALT` whose format is not 0, 1 or 2, or whose hash or
     /// salt is not base64.
     MembershipSyntax,
@@ -138,6 +143,7 @@ impl Malformed {
             Malformed::SaltTooLong(_) => "salt-too-long",
             Malformed::SaltPastEnd { .. } => "salt-past-end",
             Malformed::SubkeyTooShort(_) => "subkey-too-short",
+            Malformed::SubkeyTooLong(_) => "subkey-too-long",
             Malformed::MembershipSyntax => "membership-syntax",
             Malformed::MembershipDigest(_) => "membership-digest",
             Malformed::MembershipEncrypted => "membership-encrypted",
@@ -168,7 +174,11 @@ impl fmt::Display for Malformed {
             Malformed::UnknownPrf(p) => write!(f, "unknown PRF {p} (0 SHA1, 1 SHA256, 2 SHA512)"),
             Malformed::ZeroIterations => write!(f, "iteration count is 0"),
             Malformed::IterationsTooLarge(n) => {
-                write!(f, "iteration count {n} is 2^31 or more")
+                write!(
+                    f,
+                    "iteration count {n} is above ferry's ceiling of {} (flagged, not run)",
+                    crate::preferred::MAX_ITERATIONS
+                )
             }
             Malformed::SaltTooShort(n) => write!(f, "salt is {n} bytes (minimum 16)"),
             Malformed::SaltTooLong(n) => write!(f, "salt is {n} bytes (maximum 8192)"),
@@ -180,6 +190,10 @@ impl fmt::Display for Malformed {
                 "salt length {salt_len} runs past the end ({available} bytes follow the header)"
             ),
             Malformed::SubkeyTooShort(n) => write!(f, "subkey is {n} bytes (minimum 16)"),
+            Malformed::SubkeyTooLong(n) => write!(
+                f,
+                "subkey is {n} bytes (maximum {MAX_SUBKEY}; flagged, not run)"
+            ),
             Malformed::MembershipSyntax => write!(
                 f,
                 "a Membership HASH|FORMAT|SALT whose format is not 0, 1 or 2, or whose hash or salt is not base64"
@@ -249,6 +263,8 @@ const V3_HEADER: usize = 13;
 const MIN_SALT: u32 = 16;
 const MAX_SALT: u32 = 8192;
 const MIN_SUBKEY: usize = 16;
+/// The longest V3 subkey ferry checks: one SHA-512 output.
+const MAX_SUBKEY: usize = 64;
 
 impl AspNetHash {
     /// Parses the base64 text of a `PasswordHash` column.
@@ -285,7 +301,7 @@ impl AspNetHash {
                 if iterations == 0 {
                     return Err(Malformed::ZeroIterations);
                 }
-                if iterations >= 1 << 31 {
+                if iterations > crate::preferred::MAX_ITERATIONS {
                     return Err(Malformed::IterationsTooLarge(iterations));
                 }
                 if salt_len < MIN_SALT {
@@ -305,6 +321,9 @@ impl AspNetHash {
                 let subkey = &bytes[salt_end..];
                 if subkey.len() < MIN_SUBKEY {
                     return Err(Malformed::SubkeyTooShort(subkey.len()));
+                }
+                if subkey.len() > MAX_SUBKEY {
+                    return Err(Malformed::SubkeyTooLong(subkey.len()));
                 }
                 Ok(AspNetHash::V3 {
                     prf,
@@ -547,6 +566,16 @@ mod tests {
             Err(Malformed::IterationsTooLarge(1 << 31))
         );
         assert_eq!(
+            AspNetHash::from_bytes(&with(header(1, 10_000_001, 16), 32)),
+            Err(Malformed::IterationsTooLarge(10_000_001))
+        );
+        assert!(AspNetHash::from_bytes(&with(header(1, 10_000_000, 16), 32)).is_ok());
+        assert_eq!(
+            AspNetHash::from_bytes(&with(header(1, 10, 16), 16 + 65)),
+            Err(Malformed::SubkeyTooLong(65))
+        );
+        assert!(AspNetHash::from_bytes(&with(header(1, 10, 16), 16 + 64)).is_ok());
+        assert_eq!(
             AspNetHash::from_bytes(&with(header(1, 10, 8193), 9000)),
             Err(Malformed::SaltTooLong(8193))
         );
@@ -561,7 +590,7 @@ mod tests {
             AspNetHash::from_bytes(&with(header(1, 10, 16), 31)),
             Err(Malformed::SubkeyTooShort(15))
         );
-        assert!(AspNetHash::from_bytes(&with(header(1, (1 << 31) - 1, 8192), 8192 + 16)).is_ok());
+        assert!(AspNetHash::from_bytes(&with(header(1, 10_000_000, 8192), 8192 + 16)).is_ok());
     }
 
     #[test]

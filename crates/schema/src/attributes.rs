@@ -18,7 +18,7 @@
 //! `_`, do not end in `_`, are at most 100 characters and are compared case-insensitively;
 //! `created_at` and `last_updated_at` are reserved.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 
@@ -107,7 +107,7 @@ pub struct AttributeDefinition {
 
 /// A schema file that cannot be used; `path` is the JSON path of the fault.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {path}: {message}")]
+#[error("{file}: {}{message}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
 pub struct SchemaError {
     /// The file.
     pub file: String,
@@ -121,6 +121,42 @@ pub struct SchemaError {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AttributeSchema {
     attributes: Vec<AttributeDefinition>,
+    /// The position of each code, ASCII-lower-cased: codes compare ignoring case.
+    index: HashMap<String, usize>,
+}
+
+/// The largest schema or mapping file ferry reads (4 MiB): a real one is a few KiB.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// The most attributes a schema may define (a real one has tens).
+pub const MAX_ATTRIBUTES: usize = 10_000;
+
+/// Reads a schema or mapping file of at most [`MAX_FILE_BYTES`], without its UTF-8
+/// byte-order mark; the error says what went wrong, without the path.
+pub fn read_small_file(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!(
+            "is larger than {} MiB, the most ferry reads as a schema or mapping file; is it the right file?",
+            MAX_FILE_BYTES >> 20
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "not valid UTF-8 at byte {}; save the file as UTF-8",
+            e.utf8_error().valid_up_to() + 1
+        )
+    })?;
+    // A byte-order mark (as Windows editors save UTF-8) is not JSON: skip it.
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
+    })
 }
 
 const RESERVED: [&str; 2] = ["created_at", "last_updated_at"];
@@ -195,13 +231,12 @@ impl AttributeSchema {
     /// Reads and checks a schema file.
     pub fn load(path: &Path) -> Result<AttributeSchema, SchemaError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| SchemaError {
+        let text = read_small_file(path).map_err(|message| SchemaError {
             file: file.clone(),
             path: String::new(),
-            message: format!("cannot read: {e}"),
+            message,
         })?;
-        // A byte-order mark (as Windows editors save UTF-8) is not JSON: skip it.
-        AttributeSchema::parse(text.strip_prefix('\u{feff}').unwrap_or(&text), &file)
+        AttributeSchema::parse(&text, &file)
     }
 
     /// Parses and checks the text of a schema file; `file` names it in errors.
@@ -231,7 +266,17 @@ impl AttributeSchema {
                 return Err(err(k, "unknown field (expected `attributes`)".into()));
             }
         }
-        let mut attributes: Vec<AttributeDefinition> = Vec::new();
+        if list.len() > MAX_ATTRIBUTES {
+            return Err(err(
+                "attributes",
+                format!(
+                    "defines {} attributes; ferry takes at most {MAX_ATTRIBUTES}",
+                    list.len()
+                ),
+            ));
+        }
+        let mut attributes: Vec<AttributeDefinition> = Vec::with_capacity(list.len());
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(list.len());
         for (i, item) in list.iter().enumerate() {
             let at = |field: &str| format!("attributes[{i}].{field}");
             let Some(obj) = item.as_object() else {
@@ -257,15 +302,13 @@ impl AttributeSchema {
                 .and_then(Value::as_str)
                 .ok_or_else(|| err(&at("code"), "expected a string".into()))?;
             check_code(code).map_err(|m| err(&at("code"), m))?;
-            if let Some(prev) = attributes
-                .iter()
-                .position(|a| a.code.eq_ignore_ascii_case(code))
-            {
+            if let Some(prev) = index.get(&code.to_ascii_lowercase()) {
                 return Err(err(
                     &at("code"),
                     format!("`{code}` is already defined at attributes[{prev}]"),
                 ));
             }
+            index.insert(code.to_ascii_lowercase(), i);
             let type_value = obj
                 .get("type")
                 .ok_or_else(|| err(&at("type"), "missing".into()))?;
@@ -301,14 +344,14 @@ impl AttributeSchema {
                 display_name: text("displayName")?,
             });
         }
-        Ok(AttributeSchema { attributes })
+        Ok(AttributeSchema { attributes, index })
     }
 
     /// The definition of `code` (case-insensitive).
     pub fn get(&self, code: &str) -> Option<&AttributeDefinition> {
-        self.attributes
-            .iter()
-            .find(|a| a.code.eq_ignore_ascii_case(code))
+        self.index
+            .get(&code.to_ascii_lowercase())
+            .map(|&i| &self.attributes[i])
     }
 
     /// Every definition, in file order.

@@ -10,9 +10,12 @@
 //!   a list of [`Problem`]s, each naming its field.
 //! - [`rules`]: User Management's value rules (e-mail, phone, subject id, role id, …).
 //! - [`roles`]: the role id each role of a bundle gets ([`RoleIndex`]).
+//! - [`limits`]: the longest names and values a record may hold, and the characters a
+//!   user name or e-mail may not.
 #![deny(missing_docs)]
 
 pub mod attributes;
+pub mod limits;
 pub mod map;
 pub mod mapping;
 mod passkey;

@@ -237,6 +237,7 @@ impl Mapper {
     /// Maps one record, resolving its role memberships with `roles`.
     pub fn map(&self, r: &UserRecord, roles: &RoleIndex) -> MapResult {
         let mut problems = Vec::new();
+        crate::limits::check(r, &mut problems);
         let subject_id = match SubjectId::new(r.id.as_str()) {
             Ok(s) => Some(s),
             Err(e) => {

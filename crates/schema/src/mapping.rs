@@ -43,6 +43,9 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+/// The most rules a mapping file may hold (a real one has tens).
+pub const MAX_RULES: usize = 10_000;
+
 /// Where a rule reads.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Source {
@@ -214,11 +217,9 @@ impl Mapping {
 
     /// Reads a mapping file.
     pub fn load(path: &Path) -> Result<Mapping, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-        // A byte-order mark (as Windows editors save UTF-8) is not JSON: skip it.
-        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-        Mapping::parse(text, &path.display().to_string())
+        let text = crate::attributes::read_small_file(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Mapping::parse(&text, &path.display().to_string())
     }
 
     /// Parses mapping text; `file` names it in errors.
@@ -226,6 +227,12 @@ impl Mapping {
         let raw: RawMapping =
             serde_json::from_str(text).map_err(|e| format!("{file}: line {}: {e}", e.line()))?;
         let _ = raw.description;
+        if raw.rules.len() > MAX_RULES {
+            return Err(format!(
+                "{file}: rules: {} rules; ferry takes at most {MAX_RULES}",
+                raw.rules.len()
+            ));
+        }
         let mut rules = Vec::with_capacity(raw.rules.len());
         for (i, r) in raw.rules.into_iter().enumerate() {
             let at = |field: &str| format!("{file}: rules[{i}].{field}");

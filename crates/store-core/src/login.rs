@@ -80,6 +80,20 @@ pub fn verify(password: &str, stored: &HashedPassword) -> Verdict {
     }
 }
 
+/// Why stored password data can never verify, when it is an ASP.NET hash that does not
+/// parse (or is above ferry's cost ceilings, which are never run): the reason, to say.
+pub fn malformed(stored: &HashedPassword) -> Option<String> {
+    if stored.algorithm != ASPNET_ALGORITHM {
+        return None;
+    }
+    let Some(Value::String(blob)) = stored.parameters.get("blob") else {
+        return Some("no hash".into());
+    };
+    PasswordHash::parse(blob)
+        .err()
+        .map(|reason| reason.to_string())
+}
+
 /// Checks a hash of another format, kept in its own text: any success asks for a re-hash.
 fn verify_other(password: &str, text: &str) -> Verdict {
     match PasswordHash::parse(text) {

@@ -173,11 +173,20 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     }
     // One password check whatever the case, so that timing does not tell a user that
     // does not exist (or has no password, or is locked out) from a wrong password.
+    // A malformed hash (or one above the cost ceilings) is never run: the placeholder
+    // is checked instead.
     let stored = user.as_ref().and_then(|u| u.password.as_ref());
+    let malformed = stored.and_then(login::malformed);
     let placeholder = login::placeholder_hash();
-    let verdict = login::verify(&password, stored.unwrap_or(&placeholder));
+    let checked = stored.filter(|_| malformed.is_none());
+    let verdict = login::verify(&password, checked.unwrap_or(&placeholder));
     if let Some(end) = user.as_ref().and_then(|u| locked_until(u, now)) {
         refusal.get_or_insert(format!("locked out until {}", end.to_rfc3339()));
+    }
+    if let Some(reason) = malformed {
+        refusal.get_or_insert(format!(
+            "this user's password hash is malformed ({reason}); it cannot verify until the password is reset"
+        ));
     }
     if verdict == Verdict::Failed {
         refusal.get_or_insert("wrong password".into());

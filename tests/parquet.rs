@@ -459,6 +459,33 @@ fn convert_refuses_an_unsealed_bundle_and_writes_nothing_for_a_bad_record() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+#[test]
+fn a_parquet_part_whose_record_count_was_edited_is_refused_until_sealed() {
+    let w = Workdir::new();
+    let db = w.fixture("app.db", Generation::CoreV3, 30, false);
+    export(&w, &db, "bundle", "parquet");
+    let path = w.path("bundle").join("manifest.json");
+    let mut m = manifest(&w.path("bundle"));
+    m["parts"][0]["records"] = 29.into();
+    m["counts"]["users"] = 29.into();
+    std::fs::write(&path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    let scim = schema("scim-user.json");
+    let v = run(
+        "ferry-import",
+        &["validate", &w.arg("bundle"), "--schema", &scim],
+    )
+    .expect_code(2);
+    assert!(
+        v.stderr.contains(
+            "users-00000.parquet: holds 30 records but the manifest says 29; the manifest was edited by hand: run `ferry-import seal` to count them again"
+        ),
+        "{}",
+        v.stderr
+    );
+    run("ferry-import", &["seal", &w.arg("bundle")]).expect_code(0);
+    assert_eq!(manifest(&w.path("bundle"))["parts"][0]["records"], 30);
+}
+
 /// Quickfix lines `file:line:column: …` without their column.
 fn without_columns(stderr: &str) -> String {
     stderr

@@ -225,9 +225,15 @@ pub fn check_part(
             "changed since the manifest was written (the same {bytes} bytes, but its SHA-256 differs from the manifest's); if the edit was meant, run `ferry-import seal` to accept it"
         ));
     }
-    if encoding == Encoding::Ndjson && lines != part.records {
+    let records = match encoding {
+        Encoding::Ndjson => Some(lines),
+        // Only a users part is Parquet; its footer says how many rows it holds.
+        Encoding::Parquet if part.entity == "users" => crate::parquet::read::row_count(&path),
+        Encoding::Parquet => Some(lines),
+    };
+    if let Some(records) = records.filter(|&n| n != part.records) {
         return mismatch(format!(
-            "holds {lines} records but the manifest says {}; the manifest was edited by hand: run `ferry-import seal` to count them again",
+            "holds {records} records but the manifest says {}; the manifest was edited by hand: run `ferry-import seal` to count them again",
             part.records
         ));
     }

@@ -43,6 +43,14 @@ fn part_error(path: &Path, message: impl Into<String>) -> Error {
     }
 }
 
+/// The number of rows of the Parquet file at `path`, from its footer (no row is read);
+/// `None` if the file is not readable Parquet (which reading it will then say).
+pub(crate) fn row_count(path: &Path) -> Option<u64> {
+    let file = crate::fsutil::open_in_bundle(path).ok()?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).ok()?;
+    u64::try_from(builder.metadata().file_metadata().num_rows()).ok()
+}
+
 impl PartReader {
     /// Opens `path` and checks its schema.
     pub(crate) fn open(path: &Path) -> Result<PartReader, Error> {

@@ -43,6 +43,15 @@ fn records_in_error(v: &ferry_e2e::Run) -> u64 {
     after.split(' ').next().unwrap().parse().unwrap()
 }
 
+/// validate's summary says it checked `records` records: none was lost on the way.
+fn assert_checked(v: &ferry_e2e::Run, records: usize) {
+    assert!(
+        v.stderr.contains(&format!("checked {records} records:")),
+        "{}",
+        v.stderr
+    );
+}
+
 fn users_file(w: &Workdir) -> std::path::PathBuf {
     w.path("bundle/users-00000.ndjson")
 }
@@ -273,12 +282,7 @@ fn a_key_given_twice_is_an_error_and_every_other_record_is_unchanged() {
     let six = line_of(6);
     assert!(six.contains("Extra.Age: this key is given twice"), "{six}");
     assert_eq!(records_in_error(&v), before + 3, "{}", v.stderr);
-    assert!(
-        v.stderr
-            .contains(&format!("checked {} records:", lines.len())),
-        "{}",
-        v.stderr
-    );
+    assert_checked(&v, lines.len());
 }
 
 #[test]
@@ -435,12 +439,7 @@ fn unreadable_lines_are_named_and_every_other_line_is_still_checked() {
     assert!(six.contains("CR-only line endings"), "{six}");
     let cr = lines[5].iter().position(|&b| b == b'\r').unwrap() + 1;
     assert_eq!(quickfix_column(&six), cr, "{six}");
-    assert!(
-        v.stderr
-            .contains(&format!("checked {} records:", lines.len())),
-        "{}",
-        v.stderr
-    );
+    assert_checked(&v, lines.len());
     // The three, and the records with the fixture's own problems (one of which may be the
     // record joined onto line 6).
     let now = records_in_error(&v);
@@ -462,12 +461,7 @@ fn a_line_longer_than_16_mib_is_refused_and_the_next_is_read() {
         two.contains("the line is longer than 16 MiB, the most a record may be"),
         "{two}"
     );
-    assert!(
-        v.stderr
-            .contains(&format!("checked {} records:", lines.len())),
-        "{}",
-        v.stderr
-    );
+    assert_checked(&v, lines.len());
 }
 
 #[test]

@@ -280,14 +280,14 @@ impl SqliteStore {
         Ok(store)
     }
 
-    fn version(&self) -> Result<i64, Prep> {
-        let version: i64 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    /// The schema version of the store `conn` has open at `path` (inside a transaction,
+    /// when it must not change before the caller acts on it); a newer one is refused.
+    fn version(conn: &Connection, path: &Path) -> Result<i64, Prep> {
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let known = schema::MIGRATIONS.len() as i64;
         if version > known {
             return Err(Prep::Store(Error::Newer {
-                target: self.path.display().to_string(),
+                target: path.display().to_string(),
                 found: version,
                 known,
             }));
@@ -306,7 +306,7 @@ impl SqliteStore {
     fn check_readable(&mut self) -> Result<(), Prep> {
         self.conn.busy_handler(Some(wait_while_busy))?;
         self.conn.execute_batch("PRAGMA query_only = 1;")?;
-        let version = self.version()?;
+        let version = SqliteStore::version(&self.conn, &self.path)?;
         if version == 0 {
             return Err(self.not_ours());
         }
@@ -362,14 +362,7 @@ impl SqliteStore {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-            if version > known {
-                return Err(Prep::Store(Error::Newer {
-                    target: self.path.display().to_string(),
-                    found: version,
-                    known,
-                }));
-            }
+            let version = SqliteStore::version(&tx, &self.path)?;
             if version == known {
                 break;
             }

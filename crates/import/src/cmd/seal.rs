@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use ferry_bundle::manifest::{Edit, EditedFile};
-use ferry_bundle::read::hash_file;
+use ferry_bundle::read::{hash_file, RecordError};
 use ferry_bundle::Tally;
 
 use crate::dupes::{SubjectIndex, GIVEN_TWICE};
@@ -49,12 +49,13 @@ pub fn run(args: Args) -> Result<ExitStatus> {
             Ok(u) => match ids.first_at(&u.id.0, loc)? {
                 None => tally.add_user(&u),
                 Some(first) => {
-                    eprintln!(
-                        "{}:{}: {}: Id: {GIVEN_TWICE} ({first})",
-                        loc,
-                        raw.column_of("Id").unwrap_or(1),
-                        u.id.0
-                    );
+                    let given_twice = RecordError {
+                        subject: Some(u.id.0.clone()),
+                        field: "Id".into(),
+                        message: format!("{GIVEN_TWICE} ({first})"),
+                        column: raw.column_of("Id"),
+                    };
+                    eprintln!("{}", given_twice.quickfix(loc));
                     broken += 1;
                 }
             },

@@ -848,12 +848,15 @@ fn first_steps_meet_messages_that_say_what_to_do() {
             "--schema",
             &s,
             "--target",
-            "postgres://localhost/ferry",
+            "postgres://postgres@127.0.0.1:5432/ferry_no_such_database?sslmode=disable",
         ],
     )
     .expect_code(2);
     assert!(
-        r.stderr.contains("PostgreSQL stores are not built yet"),
+        r.stderr
+            .contains("postgres://postgres@127.0.0.1:5432/ferry_no_such_database")
+            && r.stderr
+                .contains("does not exist (check the database name)"),
         "{}",
         r.stderr
     );

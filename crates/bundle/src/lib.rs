@@ -38,6 +38,7 @@ pub mod manifest;
 pub mod parquet;
 pub mod read;
 pub mod record;
+mod share;
 pub mod staging;
 pub mod tally;
 pub mod write;
@@ -49,6 +50,7 @@ pub use fsutil::create_private;
 pub use manifest::{Manifest, Part};
 pub use read::{BundleReader, Location, RawRecord};
 pub use record::{RoleRecord, UserId, UserRecord};
+pub use share::Share;
 pub use tally::Tally;
 pub use write::{BundleWriter, ManifestInfo};
 

@@ -13,6 +13,7 @@ use crate::encoding::Encoding;
 use crate::manifest::{Manifest, Part};
 use crate::parquet::read::{PartReader, UserColumns};
 use crate::record::{RoleRecord, UserRecord};
+use crate::share::Share;
 use crate::write::hex;
 use crate::Error;
 
@@ -71,6 +72,8 @@ pub struct ChecksumMismatch {
 pub struct BundleReader {
     dir: PathBuf,
     manifest: Manifest,
+    /// The users parts this reader reads (`--parts K/N`); all of them when `None`.
+    share: Option<Share>,
 }
 
 impl BundleReader {
@@ -89,7 +92,32 @@ impl BundleReader {
         Ok(BundleReader {
             dir: dir.to_path_buf(),
             manifest,
+            share: None,
         })
+    }
+
+    /// Reads only the users parts of `share` from now on (checks still cover the whole
+    /// bundle).
+    pub fn restrict_to(&mut self, share: Share) {
+        self.share = Some(share);
+    }
+
+    /// The users parts this reader reads, in manifest order.
+    pub fn read_parts(&self) -> impl Iterator<Item = &Part> {
+        let share = self.share;
+        self.manifest
+            .user_parts()
+            .enumerate()
+            .filter(move |(i, _)| share.is_none_or(|s| s.holds(*i)))
+            .map(|(_, p)| p)
+    }
+
+    /// The number of users this reader reads.
+    pub fn users_to_read(&self) -> u64 {
+        match self.share {
+            None => self.manifest.counts.users,
+            Some(_) => self.read_parts().map(|p| p.records).sum(),
+        }
     }
 
     /// The manifest.
@@ -167,7 +195,7 @@ impl BundleReader {
     /// with [`RawRecord::decode`], on whichever thread (they are `Send`), so that readers
     /// can decode in parallel while the order stays the bundle's.
     pub fn user_records(&self) -> UserRecords {
-        let files: Vec<String> = self.manifest.user_parts().map(|p| p.file.clone()).collect();
+        let files: Vec<String> = self.read_parts().map(|p| p.file.clone()).collect();
         let source = match self.manifest.encoding {
             Encoding::Ndjson => Source::Lines(Lines::new(self.dir.clone(), files)),
             Encoding::Parquet => Source::Rows(Rows {

@@ -47,7 +47,7 @@ pub use model::*;
 pub use store::{
     Error, Importer, ItemPreparer, Mode, RunRecord, Snapshot, Store, StoredUser, UserRef,
 };
-pub use unique::{unique_claims, ClaimKind, UniqueClaim};
+pub use unique::{unique_claims, ClaimAt, ClaimKind, UniqueClaim};
 
 /// Upper-cases a login name as ASP.NET's `UpperInvariantLookupNormalizer` does: simple
 /// case mapping, a character whose upper case is several characters is kept.

@@ -98,14 +98,27 @@ impl UniqueClaim {
 
     /// The kind and key as one string, unique across kinds (for an index of claims).
     pub fn index_key(&self) -> String {
-        let kind = match &self.kind {
+        self.kind.index_key(&self.key)
+    }
+}
+
+impl ClaimKind {
+    /// The kind's name in an index of claims: `user`, `attribute` U+001F code, `otp`
+    /// U+001F channel, `login` or `passkey`.
+    pub fn index_name(&self) -> String {
+        match self {
             ClaimKind::UserName => "user".to_string(),
             ClaimKind::Attribute(code) => format!("attribute\u{1f}{code}"),
             ClaimKind::OtpAddress(channel) => format!("otp\u{1f}{}", channel.as_str()),
             ClaimKind::ExternalLogin => "login".to_string(),
             ClaimKind::Passkey => "passkey".to_string(),
-        };
-        format!("{kind}\u{1e}{}", self.key)
+        }
+    }
+
+    /// A key of this kind as [`UniqueClaim::index_key`] writes it, for a lookup by a key
+    /// that is no record's claim (a login name).
+    pub fn index_key(&self, key: &str) -> String {
+        format!("{}\u{1e}{key}", self.index_name())
     }
 }
 
@@ -126,6 +139,36 @@ pub fn otp_key(channel: OtpChannel, address: &str) -> String {
 /// The key an external login is unique by.
 pub fn login_key(provider: &str, key: &str) -> String {
     format!("{provider}\u{1f}{key}")
+}
+
+/// Where each kind of claim starts in a record's [`unique_claims`] (which come in the order
+/// the module documentation gives): a backend that writes the record's authenticators
+/// finds each one's claim by its index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClaimAt {
+    /// The first unique attribute value's claim.
+    pub attribute: usize,
+    /// The first OTP address's claim.
+    pub otp: usize,
+    /// The first external login's claim.
+    pub login: usize,
+    /// The first passkey's claim.
+    pub passkey: usize,
+}
+
+impl ClaimAt {
+    /// Where the claims of `r` start, kind by kind.
+    pub fn of(r: &ImportRecord) -> ClaimAt {
+        let attribute = usize::from(r.account.user_name.is_some());
+        let otp = attribute + r.unique_keys.len();
+        let login = otp + r.otp_addresses.len();
+        ClaimAt {
+            attribute,
+            otp,
+            login,
+            passkey: login + r.external_logins.len(),
+        }
+    }
 }
 
 /// Every value `r` claims for itself alone, in the order a load checks them.

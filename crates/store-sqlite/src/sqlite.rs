@@ -9,9 +9,10 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use ferry_store_core::{
-    normalize, ClaimKind, Encoded, Error, HashedPassword, ImportRecord, Item, ItemPreparer, Mode,
-    OtpAddress, OtpChannel, Outcome, Policy, Reason, RoleImport, RunCounts, RunEnd, RunId,
-    RunRecord, Snapshot, Status, Store, StoredUser, TotpDevice, UniqueClaim, UserRef,
+    normalize, ClaimAt, ClaimKind, Encoded, Error, HashedPassword, ImportRecord, Item,
+    ItemPreparer, Mode, OtpAddress, OtpChannel, Outcome, Policy, Reason, RoleImport, RunCounts,
+    RunEnd, RunId, RunRecord, Snapshot, Status, Store, StoredUser, TotpDevice, UniqueClaim,
+    UserRef,
 };
 use rusqlite::{
     params, Connection, ErrorCode, OpenFlags, OptionalExtension as _, TransactionBehavior,
@@ -1435,29 +1436,6 @@ struct Fields<'a> {
     encoded: &'a Encoded,
     prepared: &'a Prepared,
     claims: &'a [UniqueClaim],
-}
-
-/// Where each kind of claim starts in a record's claims (see
-/// [`ferry_store_core::unique_claims`], whose order the writes follow).
-struct ClaimAt {
-    attribute: usize,
-    otp: usize,
-    login: usize,
-    passkey: usize,
-}
-
-impl ClaimAt {
-    fn of(r: &ImportRecord) -> ClaimAt {
-        let attribute = usize::from(r.account.user_name.is_some());
-        let otp = attribute + r.unique_keys.len();
-        let login = otp + r.otp_addresses.len();
-        ClaimAt {
-            attribute,
-            otp,
-            login,
-            passkey: login + r.external_logins.len(),
-        }
-    }
 }
 
 /// The outcome of a record whose `claim` subject `holder` holds.

@@ -1,7 +1,8 @@
 //! Opens the User Management store a target names, behind the backend-free core.
 //!
 //! A target is a path to a SQLite store file (created if missing) or a PostgreSQL
-//! address. Everything else, the model, the import semantics and the [`Store`] trait, is
+//! address (a `postgres://` URL or an Npgsql connection string; the store's schema,
+//! `ferry` by default, is created if missing). Everything else, the model, the import semantics and the [`Store`] trait, is
 //! `ferry-store-core`'s, re-exported here.
 //!
 //! ```no_run
@@ -48,11 +49,9 @@ pub fn open(target: &str, mode: Mode) -> Result<Box<dyn Store>, Error> {
         Target::Sqlite(path) => Ok(Box::new(ferry_store_sqlite::SqliteStore::open(
             &path, mode,
         )?)),
-        Target::Postgres(_) => Err(Error::Open {
-            target: "(a PostgreSQL server)".into(),
-            message: "PostgreSQL stores are not built yet; give --target a SQLite store file"
-                .into(),
-        }),
+        Target::Postgres(address) => Ok(Box::new(ferry_store_postgres::PgStore::open(
+            &address, mode,
+        )?)),
     }
 }
 

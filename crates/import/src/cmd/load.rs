@@ -38,6 +38,7 @@ use crate::{setup, ExitStatus};
 ///
 ///   $ ferry-import load bundle/ --schema schemas/scim-user.json --target users.db --limit 20
 ///   $ ferry-import load bundle/ --schema schemas/scim-user.json --target users.db --report load.csv
+///   $ ferry-import load bundle/ --schema schemas/scim-user.json --target postgres://ferry@db/users --parts 1/4
 ///
 /// Exit status: 0 no record failed, 1 some records failed, 2 the load could not run.
 #[derive(clap::Args, Debug)]
@@ -47,9 +48,17 @@ pub struct Args {
     pub bundle: PathBuf,
     #[command(flatten)]
     pub mapping: MappingArgs,
-    /// The store: a SQLite file, created if missing.
+    /// The store: a SQLite file, created if missing, or a PostgreSQL server as a
+    /// `postgres://` URL or an Npgsql connection string (`?schema=NAME` or
+    /// `Search Path=NAME` for the store's schema, `ferry` by default; created if missing).
     #[arg(long)]
     pub target: String,
+    /// Load only share K of N of the bundle's users parts (dealt round-robin in manifest
+    /// order), so that N loaders, on N machines if you like, load one bundle into one
+    /// PostgreSQL store together: run `--parts 1/N` to `--parts N/N`, one each. Each is a
+    /// run of its own; `verify --target` proves the union.
+    #[arg(long, value_name = "K/N")]
+    pub parts: Option<ferry_bundle::Share>,
     /// What to do with a subject that already exists.
     #[arg(long, value_enum, default_value_t = OnConflict::Skip)]
     pub on_conflict: OnConflict,
@@ -257,8 +266,18 @@ impl Loader<'_, '_> {
 
 pub fn run(args: Args) -> Result<ExitStatus> {
     let started = Instant::now();
-    let bundle = setup::bundle(&args.bundle)?;
+    let mut bundle = setup::bundle(&args.bundle)?;
     setup::require_sealed(&bundle)?;
+    if let Some(share) = args.parts {
+        bundle.restrict_to(share);
+        let parts = bundle.manifest().user_parts().count();
+        if parts < share.of() as usize && !args.output.json {
+            eprintln!(
+                "warning: the bundle has {parts} users parts for {} shares, so some shares have none; export with a smaller --part-size to share the work",
+                share.of()
+            );
+        }
+    }
     let json = args.output.json;
     let mapper = setup::mapper(&args.mapping.schema, args.mapping.mapping.as_ref(), json)?;
     let mut store = setup::store(&args.target, Mode::ReadWrite)?;
@@ -274,7 +293,11 @@ pub fn run(args: Args) -> Result<ExitStatus> {
         OnConflict::Skip => Policy::Skip,
         OnConflict::Overwrite => Policy::Overwrite,
     };
-    let run = store.begin_run(&args.bundle.display().to_string(), policy)?;
+    let run_of = match args.parts {
+        Some(share) => format!("{} (parts {share})", args.bundle.display()),
+        None => args.bundle.display().to_string(),
+    };
+    let run = store.begin_run(&run_of, policy)?;
     let mut report = match &args.report {
         Some(path) => {
             let mut w = csv::Writer::from_writer(crate::private::create_file(path)?);
@@ -283,11 +306,7 @@ pub fn run(args: Args) -> Result<ExitStatus> {
         }
         None => None,
     };
-    let total = bundle
-        .manifest()
-        .counts
-        .users
-        .min(args.limit.unwrap_or(u64::MAX));
+    let total = bundle.users_to_read().min(args.limit.unwrap_or(u64::MAX));
     let progress = setup::progress(total, "loading");
     let log_batches = progress.is_hidden() && !json;
     let preparation = Preparation {

@@ -39,7 +39,7 @@ use crate::{setup, ExitStatus};
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
-    /// The store (a SQLite file written by `ferry-import load`).
+    /// The store `ferry-import load` wrote: a SQLite file or a PostgreSQL address.
     #[arg(long)]
     pub target: String,
     /// The user name or e-mail address.

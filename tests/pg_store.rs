@@ -176,19 +176,24 @@ fn assert_same(table: &str, sqlite: &[(String, String)], pg: &[(String, String)]
     );
 }
 
-/// The lines of `verify --target` about the store.
-fn verdict(bundle: &str, target: &str) -> Vec<String> {
-    let v = run(
+/// `ferry-import COMMAND BUNDLE --schema … --target TARGET`.
+fn against(command: &str, bundle: &str, target: &str) -> Run {
+    run(
         "ferry-import",
         &[
-            "verify",
+            command,
             bundle,
             "--schema",
             &schema(SCIM),
             "--target",
             target,
         ],
-    );
+    )
+}
+
+/// The lines of `verify --target` about the store.
+fn verdict(bundle: &str, target: &str) -> Vec<String> {
+    let v = against("verify", bundle, target);
     let lines: Vec<String> = v
         .stderr
         .lines()
@@ -250,7 +255,15 @@ fn a_load_into_postgres_holds_what_a_load_into_sqlite_holds_and_every_command_re
         assert_eq!(a, b, "{what} differ between the stores");
     }
 
-    // verify finds the same in both stores; a re-run skips everything.
+    // validate --target and verify find the same in both stores; a re-run skips everything.
+    let validate = |target: &str| {
+        let r = against("validate", &w.arg("bundle"), target);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        r.stderr
+    };
+    let against_pg = validate(&target);
+    assert!(against_pg.contains("already exists"), "{against_pg}");
+    assert_eq!(against_pg, validate(&w.arg("users.db")));
     assert_eq!(
         verdict(&w.arg("bundle"), &target),
         verdict(&w.arg("bundle"), &w.arg("users.db"))
@@ -410,39 +423,44 @@ fn disjoint_shares_of_the_parts_load_the_union_and_verify_proves_it() {
         ],
     )
     .expect_code(0);
-    let pg = PgDb::create("store_parts");
-    let loads = (1..=4)
-        .map(|k| spawn_load(&w, &pg.url(), &["--parts", &format!("{k}/4")]))
-        .collect();
-    let s = summaries(loads);
-    assert_eq!(
-        total(&s, "created") + total(&s, "skipped") + total(&s, "failed"),
-        n,
-        "the shares add up to the bundle: {s:?}"
-    );
-    assert_eq!(
-        total(&s, "skipped"),
-        0,
-        "no two shares hold the same record"
-    );
-    assert_each_once(&pg, n, &s);
-    let bundles: Vec<String> = pg
-        .client()
-        .query("SELECT bundle FROM ferry.import_runs ORDER BY bundle", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(bundles.len(), 4, "one run per share");
-    assert!(bundles[0].ends_with("(parts 1/4)"), "{bundles:?}");
-    // The union holds as many of the bundle's users as one load of the whole bundle. (Of
-    // two records in different shares that claim the same e-mail, whichever share gets
-    // there first wins, so which one fails depends on timing; how many fail does not.)
     load(&w, &w.arg("users.db"), &[]);
-    assert_eq!(
-        verdict(&out, &pg.url()).last(),
-        verdict(&out, &w.arg("users.db")).last()
-    );
+    let whole = verdict(&out, &w.arg("users.db"));
+    for shares in [2, 4] {
+        let pg = PgDb::create(&format!("store_parts{shares}"));
+        let loads = (1..=shares)
+            .map(|k| spawn_load(&w, &pg.url(), &["--parts", &format!("{k}/{shares}")]))
+            .collect();
+        let s = summaries(loads);
+        assert_eq!(
+            total(&s, "created") + total(&s, "skipped") + total(&s, "failed"),
+            n,
+            "the shares add up to the bundle: {s:?}"
+        );
+        assert_eq!(
+            total(&s, "skipped"),
+            0,
+            "no two shares hold the same record"
+        );
+        assert_each_once(&pg, n, &s);
+        let bundles: Vec<String> = pg
+            .client()
+            .query("SELECT bundle FROM ferry.import_runs ORDER BY bundle", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(bundles.len(), shares, "one run per share");
+        assert!(
+            bundles[0].ends_with(&format!("(parts 1/{shares})")),
+            "{bundles:?}"
+        );
+        // The union holds as many of the bundle's users as one load of the whole bundle.
+        // (Of two records in different shares that claim the same e-mail, whichever share
+        // gets there first wins, so which one fails depends on timing; how many fail does
+        // not.)
+        assert_eq!(verdict(&out, &pg.url()).last(), whole.last());
+    }
+    let pg = PgDb::create("store_parts_bad");
     let bad = run(
         "ferry-import",
         &[

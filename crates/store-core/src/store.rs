@@ -118,6 +118,11 @@ pub trait Store {
     /// The iteration count for hashing recovery codes.
     fn recovery_code_iterations(&self) -> u32;
 
+    /// Records per transaction when the load is not told (`--batch-size`).
+    fn batch_size(&self) -> u64 {
+        100_000
+    }
+
     /// Creates the roles that do not exist yet; returns how many were new.
     fn create_roles(&mut self, roles: &[RoleImport]) -> Result<u64, Error>;
 

@@ -50,6 +50,18 @@ const ATTEMPTS: u32 = 3;
 /// What a record that lost every attempt says, as User Management says it.
 pub(crate) const MAX_RETRIES: &str = "Max retries exceeded for import.";
 
+thread_local! {
+    /// Attempts that lose a race before they start, on this thread (tests only).
+    static FORCED_RACES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Makes the next `n` write attempts on this thread lose a race, as if another loader had
+/// won each: for tests of the retries, which real races reach only by chance.
+#[doc(hidden)]
+pub fn force_races(n: u32) {
+    FORCED_RACES.with(|c| c.set(n));
+}
+
 /// Why a write did not go through.
 enum Failure {
     /// Another loader won a race (unique violation, deadlock, serialization failure):
@@ -290,6 +302,9 @@ impl<'c> PgImporter<'c> {
     }
 
     fn write_items(&mut self, items: &[Item], seq: i64) -> Result<Vec<Outcome>, Failure> {
+        if FORCED_RACES.with(|n| n.replace(n.get().saturating_sub(1))) > 0 {
+            return Err(Failure::Race);
+        }
         let n = items.len();
         let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
         let mut start = 0;

@@ -31,4 +31,6 @@ mod json;
 mod schema;
 mod store;
 
+#[doc(hidden)]
+pub use import::force_races;
 pub use store::{PgStore, DEFAULT_SCHEMA};

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use ferry_store_core::conformance::{self, Fresh};
-use ferry_store_core::{Mode, Policy, RunEnd, Status, Store};
+use ferry_store_core::{Mode, Policy, Reason, RunEnd, Status, Store};
 use ferry_store_postgres::PgStore;
 
 fn server() -> String {
@@ -179,4 +179,32 @@ fn loaders_racing_over_the_same_records_create_each_once() {
     assert_eq!(subjects, n);
     let created: u64 = store.runs().unwrap().iter().map(|r| r.counts.created).sum();
     assert_eq!(created, n as u64, "the runs' counts are true");
+}
+
+/// A chunk that loses 3 races is written one record at a time; a record that loses 3 more
+/// fails with User Management's message, and nothing of it is left behind.
+#[test]
+fn races_are_retried_three_times_then_the_record_fails() {
+    let mut f = fresh();
+    let records = |ids: &[&str]| {
+        ids.iter()
+            .map(|s| conformance::record(s, &format!("u-{s}"), &format!("{s}@x.org")))
+            .collect::<Vec<_>>()
+    };
+    ferry_store_postgres::force_races(3);
+    let out = conformance::load(&mut *f.store, Policy::Skip, records(&["s1", "s2"]));
+    assert!(out.iter().all(|o| o.status == Status::Created), "{out:?}");
+    ferry_store_postgres::force_races(6);
+    let out = conformance::load(&mut *f.store, Policy::Skip, records(&["s3", "s4"]));
+    assert_eq!(out[0].status, Status::Failed);
+    assert_eq!(out[0].reason, Some(Reason::ConcurrencyConflict));
+    assert_eq!(
+        out[0].message.as_deref(),
+        Some("Max retries exceeded for import.")
+    );
+    assert_eq!(out[1].status, Status::Created);
+    assert!(!f.store.has_subject("s3").unwrap());
+    assert!(f.store.has_subject("s4").unwrap());
+    let runs = f.store.runs().unwrap();
+    assert_eq!((runs[1].counts.created, runs[1].counts.failed), (1, 1));
 }

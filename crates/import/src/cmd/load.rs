@@ -63,10 +63,13 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = OnConflict::Skip)]
     pub on_conflict: OnConflict,
     /// Records per store transaction. A commit writes every index page the transaction
-    /// touched, so fewer, larger transactions load faster; a crash or kill loses at most
-    /// the transaction in flight (a re-run loads it). Memory does not grow with it.
-    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub batch_size: u64,
+    /// touched, so fewer, larger transactions load faster into SQLite (default 100,000); a
+    /// crash or kill loses at most the transaction in flight (a re-run loads it). Memory
+    /// does not grow with it. Into PostgreSQL the default is 1,000, one chunk: a loader
+    /// that meets a value another loader has written but not committed waits for that
+    /// commit, so short transactions keep loaders running side by side.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: Option<u64>,
     /// Load only the first N records (test with a small batch first).
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
@@ -316,6 +319,7 @@ pub fn run(args: Args) -> Result<ExitStatus> {
     };
     let mut not_imported = NotImportedTally::default();
     let target = store.describe();
+    let batch_size = args.batch_size.unwrap_or(store.batch_size());
     // The loader borrows the store until its block ends.
     let (written, counts) = {
         let mut loader = Loader {
@@ -324,7 +328,7 @@ pub fn run(args: Args) -> Result<ExitStatus> {
             progress: &progress,
             log_batches,
             report: report.as_mut(),
-            batch_size: args.batch_size,
+            batch_size,
             batch_no: 0,
             in_batch: 0,
             batch: RunCounts::default(),

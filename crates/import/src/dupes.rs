@@ -12,10 +12,12 @@
 //! record with the `Id` of an earlier one is an error naming that one, and is not imported
 //! (a load would otherwise skip it as an existing account, and plan write both).
 
+use std::collections::HashSet;
+
 use anyhow::Result;
 use ferry_bundle::Location;
 use ferry_schema::Problem;
-use ferry_store::Store;
+use ferry_store::{Store, UniqueClaim};
 use rusqlite::{params, Connection, OptionalExtension as _};
 
 use crate::pipeline::Mapped;
@@ -52,19 +54,23 @@ impl Dupes {
     /// warning, that the store has the subject already.
     pub fn check(&mut self, chunk: &mut [Mapped], target: Option<&dyn Store>) -> Result<()> {
         check_ids(&self.ids, chunk)?;
+        let known = match target {
+            Some(store) => Some(StoreFacts::of(store, chunk)?),
+            None => None,
+        };
         let tx = self.conn.transaction()?;
         {
             let mut insert =
                 tx.prepare_cached("INSERT OR IGNORE INTO claims VALUES (?1, ?2, ?3, ?4)")?;
             let mut holder =
                 tx.prepare_cached("SELECT subject, file, line FROM claims WHERE key = ?1")?;
-            for m in chunk.iter_mut() {
+            for (i, m) in chunk.iter_mut().enumerate() {
                 let Some(r) = m.record.as_ref().filter(|_| !m.failed()) else {
                     continue;
                 };
                 let me = r.subject_id.as_str();
-                if let Some(store) = target {
-                    if store.has_subject(me)? {
+                if let Some(known) = &known {
+                    if known.existing.contains(me) {
                         m.problems.push(Problem::warning(
                             "Id",
                             "subject already exists in the target: the load will skip it (or merge it with --on-conflict overwrite)",
@@ -74,7 +80,7 @@ impl Dupes {
                 }
                 let keys: Vec<String> = m.claims.iter().map(|c| c.index_key()).collect();
                 let mut held = None;
-                for (claim, key) in m.claims.iter().zip(&keys) {
+                for (c, (claim, key)) in m.claims.iter().zip(&keys).enumerate() {
                     let found: Option<(String, String, u64)> = holder
                         .query_row([key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
                         .optional()?;
@@ -82,9 +88,9 @@ impl Dupes {
                         held = Some((claim, subject, Some(Location { file, line })));
                         break;
                     }
-                    if let Some(store) = target {
-                        if let Some(subject) = store.holder(claim)?.filter(|s| s != me) {
-                            held = Some((claim, subject, None));
+                    if let Some(known) = &known {
+                        if let Some(subject) = known.holder(i, c).filter(|s| *s != me) {
+                            held = Some((claim, subject.to_string(), None));
                             break;
                         }
                     }
@@ -110,6 +116,45 @@ impl Dupes {
         }
         tx.commit()?;
         Ok(())
+    }
+}
+
+/// What the target store holds of a chunk's records, asked in two calls for the whole
+/// chunk (one round trip each to a server), not one per record and claim.
+struct StoreFacts {
+    /// The chunk's subjects that the store has.
+    existing: HashSet<String>,
+    /// The holder of each claim of each record, by record, then claim.
+    holders: Vec<Vec<Option<String>>>,
+}
+
+impl StoreFacts {
+    fn of(store: &dyn Store, chunk: &[Mapped]) -> Result<StoreFacts> {
+        let checked = |m: &Mapped| m.record.as_ref().filter(|_| !m.failed()).is_some();
+        let subjects: Vec<&str> = chunk
+            .iter()
+            .filter(|m| checked(m))
+            .filter_map(|m| m.record.as_ref().map(|r| r.subject_id.as_str()))
+            .collect();
+        let existing = store.existing_subjects(&subjects)?;
+        let claims: Vec<&UniqueClaim> = chunk
+            .iter()
+            .filter(|m| checked(m))
+            .flat_map(|m| &m.claims)
+            .collect();
+        let mut found = store.holders(&claims)?.into_iter();
+        let holders = chunk
+            .iter()
+            .map(|m| match checked(m) {
+                true => found.by_ref().take(m.claims.len()).collect(),
+                false => Vec::new(),
+            })
+            .collect();
+        Ok(StoreFacts { existing, holders })
+    }
+
+    fn holder(&self, record: usize, claim: usize) -> Option<&str> {
+        self.holders[record].get(claim)?.as_deref()
     }
 }
 

@@ -4,6 +4,7 @@
 //! in its own tables. Everything a command needs goes through this trait: no command
 //! touches a backend's connection or tables.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -151,6 +152,24 @@ pub trait Store {
 
     /// Whether the store has `subject`.
     fn has_subject(&self, subject: &str) -> Result<bool, Error>;
+
+    /// Which of `subjects` the store has: [`Store::has_subject`] for a chunk of records at
+    /// once, which a backend on a server answers in one round trip.
+    fn existing_subjects(&self, subjects: &[&str]) -> Result<HashSet<String>, Error> {
+        let mut found = HashSet::new();
+        for &s in subjects {
+            if self.has_subject(s)? {
+                found.insert(s.to_string());
+            }
+        }
+        Ok(found)
+    }
+
+    /// The subject that holds each of `claims`, in order: [`Store::holder`] for a chunk of
+    /// records at once.
+    fn holders(&self, claims: &[&UniqueClaim]) -> Result<Vec<Option<String>>, Error> {
+        claims.iter().map(|c| self.holder(c)).collect()
+    }
 
     /// What the store holds for `subject`, if it has it.
     fn snapshot(&self, subject: &str) -> Result<Option<Snapshot>, Error>;

@@ -2,6 +2,7 @@
 //! lookups for `validate --target` and `verify --target`).
 
 use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, FixedOffset, Utc};
 use ferry_connect::{Engine, Spec};
@@ -487,6 +488,44 @@ impl Store for PgStore {
             .query_opt("SELECT 1 FROM users WHERE subject_id = $1", &[&subject])
             .map_err(backend)?
             .is_some())
+    }
+
+    fn existing_subjects(&self, subjects: &[&str]) -> Result<HashSet<String>, Error> {
+        Ok(self
+            .client
+            .borrow_mut()
+            .query(
+                "SELECT subject_id FROM users WHERE subject_id = ANY($1)",
+                &[&subjects],
+            )
+            .map_err(backend)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    fn holders(&self, claims: &[&UniqueClaim]) -> Result<Vec<Option<String>>, Error> {
+        let digests: Vec<Digest> = claims
+            .iter()
+            .map(|c| claim::digest(&c.kind, &c.key))
+            .collect();
+        let keys: Vec<&[u8]> = digests.iter().map(|d| d.as_slice()).collect();
+        let held: HashMap<Vec<u8>, String> = self
+            .client
+            .borrow_mut()
+            .query(
+                "SELECT c.digest, u.subject_id FROM claims c JOIN users u ON u.id = c.user_id
+                 WHERE c.digest = ANY($1)",
+                &[&keys],
+            )
+            .map_err(backend)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        Ok(digests
+            .iter()
+            .map(|d| held.get(d.as_slice()).cloned())
+            .collect())
     }
 
     fn snapshot(&self, subject: &str) -> Result<Option<Snapshot>, Error> {

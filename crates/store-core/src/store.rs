@@ -174,6 +174,11 @@ pub trait Store {
     /// What the store holds for `subject`, if it has it.
     fn snapshot(&self, subject: &str) -> Result<Option<Snapshot>, Error>;
 
+    /// [`Store::snapshot`] of each of `subjects`, in order, for a chunk of records at once.
+    fn snapshots(&self, subjects: &[&str]) -> Result<Vec<Option<Snapshot>>, Error> {
+        subjects.iter().map(|s| self.snapshot(s)).collect()
+    }
+
     /// Visits every subject id of the store, in no particular order.
     fn subjects(&self, visit: &mut dyn FnMut(&str) -> Result<(), Error>) -> Result<(), Error>;
 

@@ -245,6 +245,22 @@ fn verify(args: &Args) -> Result<ExitStatus> {
         }
     };
     pipeline::run(&bundle, None, &stage, &mut |chunk| {
+        // What the store holds of the chunk's subjects, asked in one call.
+        let mut snapshots = match proof.as_ref() {
+            Some(proof) => {
+                let subjects: Vec<&str> = chunk
+                    .iter()
+                    .filter_map(|seen| seen.mapped.as_ref()?.subject.as_deref())
+                    .collect();
+                let found = proof.store.snapshots(&subjects)?;
+                subjects
+                    .iter()
+                    .map(|s| s.to_string())
+                    .zip(found)
+                    .collect::<HashMap<String, Option<Snapshot>>>()
+            }
+            None => HashMap::new(),
+        };
         for seen in chunk {
             bar.inc(1);
             let user = match &seen.user {
@@ -285,7 +301,12 @@ fn verify(args: &Args) -> Result<ExitStatus> {
                 }
             }
             if let (Some(proof), Some(mapped)) = (proof.as_mut(), &seen.mapped) {
-                for d in proof.check(mapped)? {
+                let snapshot = mapped
+                    .subject
+                    .as_deref()
+                    .and_then(|s| snapshots.remove(s))
+                    .flatten();
+                for d in proof.check(mapped, snapshot)? {
                     proof.differences += 1;
                     if !json {
                         bar.suspend(|| eprintln!("store: {d}"));
@@ -462,7 +483,8 @@ fn pick_hash(found: &[Candidate]) -> Result<PasswordHash, CredentialStatus> {
 
 impl Proof<'_> {
     /// The differences of one bundle record from the store, as `subject: what` lines.
-    fn check(&mut self, m: &Mapped) -> Result<Vec<String>> {
+    /// `snapshot` is what the store holds for the record's subject.
+    fn check(&mut self, m: &Mapped, snapshot: Option<Snapshot>) -> Result<Vec<String>> {
         let subject = m.subject.clone().unwrap_or_default();
         let at = |what: String| format!("{subject}: {what}");
         if !self.subjects.insert(&subject)? {
@@ -471,7 +493,6 @@ impl Proof<'_> {
                 m.location
             ))]);
         }
-        let snapshot = self.store.snapshot(&subject)?;
         let Some(record) = m.record.as_ref().filter(|_| !m.failed()) else {
             return Ok(match snapshot {
                 None => vec![at(format!(

@@ -296,7 +296,7 @@ fn a_load_into_postgres_holds_what_a_load_into_sqlite_holds_and_every_command_re
 }
 
 #[test]
-fn validate_and_verify_against_a_missing_store_say_so_and_create_nothing() {
+fn verify_and_login_against_a_missing_store_say_so_and_create_nothing() {
     let w = Workdir::new();
     let db = w.fixture("app.db", Generation::CoreV3, 20, false);
     w.export(&db, "bundle");
@@ -320,6 +320,13 @@ fn validate_and_verify_against_a_missing_store_say_so_and_create_nothing() {
         r.stderr
     );
     assert!(!r.stderr.contains("password"), "{}", r.stderr);
+    let r = login(&target, "bob", "bob-Passw0rd!");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no ferry store in schema `nothing_here`"),
+        "{}",
+        r.stderr
+    );
     let exists: bool = pg
         .client()
         .query_one(

@@ -134,8 +134,10 @@ pub fn store(target: &str, mode: Mode) -> Result<Box<dyn Store>> {
 
 /// Opens an existing store for writing (`login`'s re-hash): it is not created if missing.
 pub fn existing_store(target: &str) -> Result<Box<dyn Store>> {
-    if let Target::Sqlite(path) = Target::parse(target) {
-        check_sqlite_target(&path, Mode::ReadOnly)?;
+    match Target::parse(target) {
+        Target::Sqlite(path) => check_sqlite_target(&path, Mode::ReadOnly)?,
+        // A read-only open says "no ferry store in schema …" and creates nothing.
+        Target::Postgres(_) => drop(ferry_store::open(target, Mode::ReadOnly)?),
     }
     Ok(ferry_store::open(target, Mode::ReadWrite)?)
 }

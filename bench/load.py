@@ -45,13 +45,16 @@ def tool(name):
     return os.path.join(TARGET, name)
 
 
-def bundle_for(users, two_factor):
+def bundle_for(users, two_factor, part_size=None):
+    """The fixture of `users` users (`two_factor` percent with 2FA) exported and sealed, its
+    role named "Billing Manager" fixed by hand; in parts of `part_size` users if given."""
     db = os.path.join(OUT, f"identity-{users}-2fa{two_factor}.db")
-    bundle = os.path.join(OUT, f"bundle-{users}-2fa{two_factor}")
+    bundle = os.path.join(OUT, f"bundle-{users}-2fa{two_factor}" + (f"-parts{part_size}" if part_size else ""))
     if not os.path.exists(db):
         subprocess.run([tool("ferry-fixtures"), "--users", str(users), "--two-factor-percent", str(two_factor), "--out", db], check=True)
     if not os.path.exists(os.path.join(bundle, "manifest.json")):
-        subprocess.run([tool("ferry-export"), "--source", db, "--out", bundle, "--force"], check=True, stderr=subprocess.DEVNULL)
+        parts = ["--part-size", str(part_size)] if part_size else []
+        subprocess.run([tool("ferry-export"), "--source", db, "--out", bundle, "--force"] + parts, check=True, stderr=subprocess.DEVNULL)
         roles = os.path.join(bundle, "roles.ndjson")
         with open(roles) as f:
             text = f.read()

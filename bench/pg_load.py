@@ -26,11 +26,11 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
+from load import bundle_for, tool  # noqa: E402
 from measure import measure  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
-TARGET = os.path.join(ROOT, "target", "release")
 SCHEMA = os.path.join(ROOT, "schemas", "scim-user.json")
 SERVER = "postgres://postgres@127.0.0.1:5432"
 DB = "ferry_bench_store"
@@ -38,10 +38,6 @@ DB = "ferry_bench_store"
 # In the order the foreign keys need.
 TABLES = ["settings", "roles", "users", "claims", "passwords", "otp_addresses", "external_logins",
           "passkeys", "totp_devices", "recovery_codes", "memberships", "import_runs", "import_results"]
-
-
-def tool(name):
-    return os.path.join(TARGET, name)
 
 
 def psql(sql, db="test"):
@@ -53,24 +49,6 @@ def fresh_db():
     psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
     psql(f"CREATE DATABASE {DB}")
     return f"{SERVER}/{DB}?sslmode=disable"
-
-
-def bundle_for(users):
-    db = os.path.join(OUT, f"identity-{users}-2fa0.db")
-    bundle = os.path.join(OUT, f"bundle-{users}-parts50k")
-    if not os.path.exists(db):
-        subprocess.run([tool("ferry-fixtures"), "--users", str(users), "--two-factor-percent", "0", "--out", db],
-                       check=True)
-    if not os.path.exists(os.path.join(bundle, "manifest.json")):
-        subprocess.run([tool("ferry-export"), "--source", db, "--out", bundle, "--force", "--part-size", "50000"],
-                       check=True, stderr=subprocess.DEVNULL)
-        roles = os.path.join(bundle, "roles.ndjson")
-        with open(roles) as f:
-            text = f.read()
-        with open(roles, "w") as f:
-            f.write(text.replace('"Billing Manager"', '"Billing-Manager"'))
-        subprocess.run([tool("ferry-import"), "seal", bundle], check=True, stderr=subprocess.DEVNULL)
-    return bundle
 
 
 def load(bundle, processes):
@@ -122,7 +100,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "ferry-import", "-p", "ferry-export",
                     "-p", "ferry-fixtures"], check=True, cwd=ROOT)
-    bundle = bundle_for(users)
+    bundle = bundle_for(users, 0, part_size=50_000)
     folder = tempfile.mkdtemp(prefix="ferry-pg-copy-")
     os.chmod(folder, 0o755)
     times = {1: [], 2: [], 4: []}

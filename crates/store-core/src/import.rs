@@ -1,6 +1,7 @@
 //! Import statuses, conflict reasons and policies, as User Management names them.
 
 use std::any::Any;
+use std::collections::HashSet;
 use std::fmt;
 
 use crate::model::ImportRecord;
@@ -256,5 +257,37 @@ impl Outcome {
             reason: Some(reason),
             message: Some(message.into()),
         }
+    }
+
+    /// An existing user, merged into (`--on-conflict overwrite`).
+    pub fn updated() -> Outcome {
+        Outcome {
+            status: Status::Updated,
+            reason: Some(Reason::ProfileAlreadyExists),
+            message: None,
+        }
+    }
+
+    /// A record whose subject exists, left alone.
+    pub fn skipped_existing(subject: &str) -> Outcome {
+        Outcome {
+            status: Status::Skipped,
+            reason: Some(Reason::ProfileAlreadyExists),
+            message: Some(format!("subject {subject} already exists")),
+        }
+    }
+
+    /// A record that claims `claim`, which subject `holder` holds.
+    pub fn held(claim: &UniqueClaim, holder: &str) -> Outcome {
+        Outcome::failed(claim.reason(), claim.held_by(holder))
+    }
+
+    /// The failure of a record that is a member of a role `roles` lacks, if it is.
+    pub fn missing_role(r: &ImportRecord, roles: &HashSet<String>) -> Option<Outcome> {
+        let role = r.roles.iter().find(|role| !roles.contains(role.as_str()))?;
+        Some(Outcome::failed(
+            Reason::MembershipRoleMissing,
+            format!("Role '{role}' does not exist."),
+        ))
     }
 }

@@ -24,8 +24,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ferry_store_core::{
-    ClaimAt, Error, ImportRecord, Item, Outcome, Policy, Reason, RunCounts, RunId, Status,
-    UniqueClaim,
+    ClaimAt, Error, ImportRecord, Item, Outcome, Policy, Reason, RunCounts, RunId, UniqueClaim,
 };
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::error::SqlState;
@@ -35,7 +34,7 @@ use serde_json::{Map, Value};
 
 use crate::claim::{Digest, Prepared};
 use crate::json::JsonText;
-use crate::store::backend;
+use crate::store::{backend, existing_of, holders_of};
 
 /// Sets a user's password, replacing the one it has.
 pub(crate) const UPSERT_PASSWORD: &str =
@@ -142,30 +141,6 @@ impl Drop for PgImporter<'_> {
     }
 }
 
-fn missing_role(r: &ImportRecord, roles: &HashSet<String>) -> Option<Outcome> {
-    r.roles
-        .iter()
-        .find(|role| !roles.contains(role.as_str()))
-        .map(|role| {
-            Outcome::failed(
-                Reason::MembershipRoleMissing,
-                format!("Role '{role}' does not exist."),
-            )
-        })
-}
-
-fn skipped(subject: &str) -> Outcome {
-    Outcome {
-        status: Status::Skipped,
-        reason: Some(Reason::ProfileAlreadyExists),
-        message: Some(format!("subject {subject} already exists")),
-    }
-}
-
-fn held(claim: &UniqueClaim, holder: &str) -> Outcome {
-    Outcome::failed(claim.reason(), claim.held_by(holder))
-}
-
 /// Which of a record's claims are the first with their digest (a record may name the same
 /// address twice; it gets one row).
 fn first_of_digest(digests: &[Digest]) -> Vec<bool> {
@@ -210,12 +185,15 @@ fn copy_in(
     Ok(())
 }
 
-/// A new user of the chunk: the item, its row id, its claims' digests.
+/// A new user of the chunk: the item, its row id, its claims' digests, where each kind of
+/// claim starts, and which claims are the first with their digest (the rows written).
 struct NewUser<'i> {
     item: &'i Item,
     record: &'i ImportRecord,
     id: i64,
     prepared: &'i Prepared,
+    at: ClaimAt,
+    first: Vec<bool>,
 }
 
 impl<'c> PgImporter<'c> {
@@ -365,28 +343,8 @@ impl<'c> PgImporter<'c> {
             .flatten()
             .flat_map(|p| p.digests.iter().map(|d| d.as_slice()))
             .collect();
-        let existing: HashSet<String> = self
-            .client
-            .query(
-                "SELECT subject_id FROM users WHERE subject_id = ANY($1)",
-                &[&subjects],
-            )?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let holders: HashMap<Vec<u8>, String> = if digests.is_empty() {
-            HashMap::new()
-        } else {
-            self.client
-                .query(
-                    "SELECT c.digest, u.subject_id FROM claims c JOIN users u ON u.id = c.user_id
-                     WHERE c.digest = ANY($1)",
-                    &[&digests],
-                )?
-                .iter()
-                .map(|r| (r.get(0), r.get(1)))
-                .collect()
-        };
+        let existing = existing_of(self.client, &subjects)?;
+        let holders = holders_of(self.client, &digests)?;
         let mut created: HashSet<&str> = HashSet::new();
         let mut taken: HashMap<Digest, &str> = HashMap::new();
         let mut new = Vec::new();
@@ -400,14 +358,14 @@ impl<'c> PgImporter<'c> {
                     continue;
                 }
             };
-            if let Some(o) = missing_role(r, &self.roles) {
+            if let Some(o) = Outcome::missing_role(r, &self.roles) {
                 outcomes[i] = Some(o);
                 continue;
             }
             let subject = r.subject_id.as_str();
             if existing.contains(subject) || created.contains(subject) {
                 if self.policy == Policy::Skip {
-                    outcomes[i] = Some(skipped(subject));
+                    outcomes[i] = Some(Outcome::skipped_existing(subject));
                     continue;
                 }
                 stop = i;
@@ -420,7 +378,7 @@ impl<'c> PgImporter<'c> {
                     .map(String::as_str)
                     .or_else(|| taken.get(d).copied())
                     .filter(|h| *h != subject)
-                    .map(|h| held(c, h))
+                    .map(|h| Outcome::held(c, h))
             });
             if let Some(o) = conflict {
                 outcomes[i] = Some(o);
@@ -459,6 +417,8 @@ impl<'c> PgImporter<'c> {
                 record,
                 id,
                 prepared,
+                at: ClaimAt::of(record),
+                first: first_of_digest(&prepared.digests),
             })
             .collect();
         let stamp = self.stamp;
@@ -515,12 +475,7 @@ impl<'c> PgImporter<'c> {
             |w| {
                 for u in &users {
                     let p = u.prepared;
-                    for ((d, kind), first) in p
-                        .digests
-                        .iter()
-                        .zip(&p.kinds)
-                        .zip(first_of_digest(&p.digests))
-                    {
+                    for ((d, kind), &first) in p.digests.iter().zip(&p.kinds).zip(&u.first) {
                         if first {
                             w.write(&[&d.as_slice(), kind, &u.id])?;
                         }
@@ -572,8 +527,7 @@ impl<'c> PgImporter<'c> {
                 &[Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::BOOL],
                 |w| {
                     for u in &users {
-                        let (at, first) =
-                            (ClaimAt::of(u.record), first_of_digest(&u.prepared.digests));
+                        let (at, first) = (&u.at, &u.first);
                         for (k, otp) in u.record.otp_addresses.iter().enumerate() {
                             if first[at.otp + k] {
                                 w.write(&[
@@ -597,8 +551,7 @@ impl<'c> PgImporter<'c> {
                 &[Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT],
                 |w| {
                     for u in &users {
-                        let (at, first) =
-                            (ClaimAt::of(u.record), first_of_digest(&u.prepared.digests));
+                        let (at, first) = (&u.at, &u.first);
                         for (k, l) in u.record.external_logins.iter().enumerate() {
                             if first[at.login + k] {
                                 w.write(&[&u.id, &l.provider, &l.key, &l.display_name])?;
@@ -627,8 +580,7 @@ impl<'c> PgImporter<'c> {
                 ],
                 |w| {
                     for u in &users {
-                        let (at, first) =
-                            (ClaimAt::of(u.record), first_of_digest(&u.prepared.digests));
+                        let (at, first) = (&u.at, &u.first);
                         for (k, p) in u.record.passkeys.iter().enumerate() {
                             if first[at.passkey + k] {
                                 w.write(&[
@@ -754,7 +706,7 @@ impl<'c> PgImporter<'c> {
             Ok(r) => r,
             Err(message) => return Ok(Some(Outcome::failed(Reason::Invalid, message.clone()))),
         };
-        if let Some(o) = missing_role(r, &self.roles) {
+        if let Some(o) = Outcome::missing_role(r, &self.roles) {
             return Ok(Some(o));
         }
         let Some(row) = self.client.query_opt(
@@ -769,11 +721,7 @@ impl<'c> PgImporter<'c> {
         match self.merge_into(user_id, old, item, r)? {
             Ok(()) => {
                 self.client.batch_execute("RELEASE SAVEPOINT record")?;
-                Ok(Some(Outcome {
-                    status: Status::Updated,
-                    reason: Some(Reason::ProfileAlreadyExists),
-                    message: None,
-                }))
+                Ok(Some(Outcome::updated()))
             }
             Err(failed) => {
                 self.client
@@ -810,7 +758,7 @@ impl<'c> PgImporter<'c> {
         } else if holder == user_id {
             Claimed::Ours
         } else {
-            Claimed::Held(held(claim, &row.get::<_, String>(2)))
+            Claimed::Held(Outcome::held(claim, &row.get::<_, String>(2)))
         })
     }
 

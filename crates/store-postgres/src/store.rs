@@ -284,6 +284,41 @@ impl PgStore {
     }
 }
 
+/// Which of `subjects` the store has: one query for a chunk of records.
+pub(crate) fn existing_of(
+    client: &mut Client,
+    subjects: &[&str],
+) -> Result<HashSet<String>, postgres::Error> {
+    Ok(client
+        .query(
+            "SELECT subject_id FROM users WHERE subject_id = ANY($1)",
+            &[&subjects],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// The subject that holds each of the claim `digests` another subject holds: one query
+/// for a chunk of records.
+pub(crate) fn holders_of(
+    client: &mut Client,
+    digests: &[&[u8]],
+) -> Result<HashMap<Vec<u8>, String>, postgres::Error> {
+    if digests.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(client
+        .query(
+            "SELECT c.digest, u.subject_id FROM claims c JOIN users u ON u.id = c.user_id
+             WHERE c.digest = ANY($1)",
+            &[&digests],
+        )?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
 /// A JSON object column as a map (anything else as an empty one).
 fn json_map(value: Value) -> Map<String, Value> {
     match value {
@@ -478,16 +513,7 @@ impl Store for PgStore {
     }
 
     fn holder(&self, claim: &UniqueClaim) -> Result<Option<String>, Error> {
-        let digest = claim::digest(&claim.kind, &claim.key);
-        Ok(self
-            .client
-            .borrow_mut()
-            .query_opt(
-                "SELECT u.subject_id FROM claims c JOIN users u ON u.id = c.user_id WHERE c.digest = $1",
-                &[&digest.as_slice()],
-            )
-            .map_err(backend)?
-            .map(|r| r.get(0)))
+        Ok(self.holders(&[claim])?.pop().flatten())
     }
 
     fn has_subject(&self, subject: &str) -> Result<bool, Error> {
@@ -500,17 +526,7 @@ impl Store for PgStore {
     }
 
     fn existing_subjects(&self, subjects: &[&str]) -> Result<HashSet<String>, Error> {
-        Ok(self
-            .client
-            .borrow_mut()
-            .query(
-                "SELECT subject_id FROM users WHERE subject_id = ANY($1)",
-                &[&subjects],
-            )
-            .map_err(backend)?
-            .iter()
-            .map(|r| r.get(0))
-            .collect())
+        existing_of(&mut self.client.borrow_mut(), subjects).map_err(backend)
     }
 
     fn holders(&self, claims: &[&UniqueClaim]) -> Result<Vec<Option<String>>, Error> {
@@ -519,18 +535,7 @@ impl Store for PgStore {
             .map(|c| claim::digest(&c.kind, &c.key))
             .collect();
         let keys: Vec<&[u8]> = digests.iter().map(|d| d.as_slice()).collect();
-        let held: HashMap<Vec<u8>, String> = self
-            .client
-            .borrow_mut()
-            .query(
-                "SELECT c.digest, u.subject_id FROM claims c JOIN users u ON u.id = c.user_id
-                 WHERE c.digest = ANY($1)",
-                &[&keys],
-            )
-            .map_err(backend)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1)))
-            .collect();
+        let held = holders_of(&mut self.client.borrow_mut(), &keys).map_err(backend)?;
         Ok(digests
             .iter()
             .map(|d| held.get(d.as_slice()).cloned())

@@ -11,8 +11,7 @@ use base64::Engine as _;
 use ferry_store_core::{
     normalize, ClaimAt, ClaimKind, Encoded, Error, HashedPassword, ImportRecord, Item,
     ItemPreparer, Mode, OtpAddress, OtpChannel, Outcome, Policy, Reason, RoleImport, RunCounts,
-    RunEnd, RunId, RunRecord, Snapshot, Status, Store, StoredUser, TotpDevice, UniqueClaim,
-    UserRef,
+    RunEnd, RunId, RunRecord, Snapshot, Store, StoredUser, TotpDevice, UniqueClaim, UserRef,
 };
 use rusqlite::{
     params, Connection, ErrorCode, OpenFlags, OptionalExtension as _, TransactionBehavior,
@@ -901,11 +900,9 @@ impl<'c> SqliteImporter<'c> {
                     Outcome::created()
                 }
                 Fresh::Failed(outcome) => outcome,
-                Fresh::Exists(_) if self.policy == Policy::Skip => Outcome {
-                    status: Status::Skipped,
-                    reason: Some(Reason::ProfileAlreadyExists),
-                    message: Some(format!("subject {} already exists", record.subject_id)),
-                },
+                Fresh::Exists(_) if self.policy == Policy::Skip => {
+                    Outcome::skipped_existing(record.subject_id.as_str())
+                }
                 Fresh::Exists(user_id) => {
                     // The user may have been created earlier in this chunk.
                     self.flush_pending(&mut pending)?;
@@ -1438,11 +1435,6 @@ struct Fields<'a> {
     claims: &'a [UniqueClaim],
 }
 
-/// The outcome of a record whose `claim` subject `holder` holds.
-fn held(claim: &UniqueClaim, holder: &str) -> Outcome {
-    Outcome::failed(claim.reason(), claim.held_by(holder))
-}
-
 /// The result of inserting a record as a new user.
 enum Fresh {
     /// Created with this row id: its keys are in; the rows no key can conflict on
@@ -1471,11 +1463,8 @@ fn insert_fresh(
         claims,
     } = fields;
     let at = ClaimAt::of(r);
-    if let Some(role) = r.roles.iter().find(|role| !roles.contains(role.as_str())) {
-        return Ok(Fresh::Failed(Outcome::failed(
-            Reason::MembershipRoleMissing,
-            format!("Role '{role}' does not exist."),
-        )));
+    if let Some(failed) = Outcome::missing_role(r, roles) {
+        return Ok(Fresh::Failed(failed));
     }
     let a = &r.account;
     // The user name's key is the first claim's.
@@ -1506,7 +1495,10 @@ fn insert_fresh(
         }
     };
     let name_conflict = |st: &mut Stmts<'_>, holder: Option<i64>| -> rusqlite::Result<Fresh> {
-        Ok(Fresh::Failed(held(&claims[0], &st.subject(holder)?)))
+        Ok(Fresh::Failed(Outcome::held(
+            &claims[0],
+            &st.subject(holder)?,
+        )))
     };
     let user_id = match (insert_user(st, name.map(|k| k.hash))?, name) {
         (Some(id), _) => id,
@@ -1545,7 +1537,7 @@ fn insert_fresh(
     };
     let conflict =
         |st: &mut Stmts<'_>, claim: usize, holder: Option<i64>| -> rusqlite::Result<Fresh> {
-            let outcome = held(&claims[claim], &st.subject(holder)?);
+            let outcome = Outcome::held(&claims[claim], &st.subject(holder)?);
             for delete in st.delete_user.iter_mut() {
                 delete.execute([user_id])?;
             }
@@ -1650,11 +1642,8 @@ fn overwrite(
     stamp: &str,
     roles: &HashSet<String>,
 ) -> rusqlite::Result<Outcome> {
-    if let Some(role) = r.roles.iter().find(|role| !roles.contains(role.as_str())) {
-        return Ok(Outcome::failed(
-            Reason::MembershipRoleMissing,
-            format!("Role '{role}' does not exist."),
-        ));
+    if let Some(failed) = Outcome::missing_role(r, roles) {
+        return Ok(failed);
     }
     conn.execute_batch("SAVEPOINT record")?;
     let result = match merge(conn, user_id, r, claims, stamp) {
@@ -1667,11 +1656,7 @@ fn overwrite(
     match result {
         Ok(()) => {
             conn.execute_batch("RELEASE record")?;
-            Ok(Outcome {
-                status: Status::Updated,
-                reason: Some(Reason::ProfileAlreadyExists),
-                message: None,
-            })
+            Ok(Outcome::updated())
         }
         Err(failure) => {
             conn.execute_batch("ROLLBACK TO record; RELEASE record")?;
@@ -1700,7 +1685,7 @@ fn update_account(
             .find(|h| h.as_ref().map_or(true, |&h| h != user_id))
             .transpose()?;
         if other.is_some() {
-            return Ok(Err(held(&claims[0], &subject_of(sp, other)?)));
+            return Ok(Err(Outcome::held(&claims[0], &subject_of(sp, other)?)));
         }
     }
     // Stored without its hash if another user's name has taken it (see key.rs).
@@ -1760,7 +1745,7 @@ fn replace_unique_keys(
         };
         let holder = claim_unique_key(keys, user_id, code, value, carried)?;
         if holder.is_some() {
-            return Ok(Err(held(
+            return Ok(Err(Outcome::held(
                 &claims[at.attribute + k],
                 &subject_of(sp, holder)?,
             )));
@@ -1801,7 +1786,7 @@ fn merge_authenticators(
 ) -> rusqlite::Result<Step> {
     let at = ClaimAt::of(r);
     let conflict = |claim: usize, other: Option<i64>| -> rusqlite::Result<Step> {
-        Ok(Err(held(&claims[claim], &subject_of(sp, other)?)))
+        Ok(Err(Outcome::held(&claims[claim], &subject_of(sp, other)?)))
     };
     for (k, otp) in r.otp_addresses.iter().enumerate() {
         let (mut insert, mut by_hash, mut unhashed) = (
@@ -1931,6 +1916,7 @@ fn merge(
 mod tests {
     use super::*;
     use ferry_store_core::conformance::{self, Fresh};
+    use ferry_store_core::Status;
 
     fn fresh() -> Fresh {
         let dir = tempfile::tempdir().unwrap();

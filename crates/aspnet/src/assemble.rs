@@ -172,6 +172,7 @@ fn query(t: &Table, key: usize, fields: &[usize], then: &[usize]) -> Query {
         columns,
         order,
         limit: None,
+        whole: true,
     }
 }
 
@@ -315,7 +316,8 @@ type Groups<'a> = dyn Iterator<Item = Result<Group, Error>> + 'a;
 
 /// The queries of the child tables the layout has, in a fixed order (claims, logins,
 /// tokens, roles, passkeys), each ordered by user id.
-fn child_queries(l: &Layout) -> Vec<Query> {
+/// The queries of the child tables; `whole` when every user is read.
+fn child_queries(l: &Layout, whole: bool) -> Vec<Query> {
     let mut qs = Vec::new();
     if let Some(t) = &l.claims {
         qs.push(query(t, 0, &[1, 2], &[3]));
@@ -332,6 +334,9 @@ fn child_queries(l: &Layout) -> Vec<Query> {
     if let Some(t) = passkey_table(l) {
         let data: Vec<usize> = std::iter::once(0).chain(2..t.columns.len()).collect();
         qs.push(query(t, 1, &data, &[0]));
+    }
+    for q in &mut qs {
+        q.whole = whole;
     }
     qs
 }
@@ -465,6 +470,7 @@ pub(crate) fn read_users(
         columns: l.users.columns.clone(),
         order: vec![l.users.column(0).expect("Id is required").to_string()],
         limit,
+        whole: limit.is_none(),
     };
     user_query
         .columns
@@ -472,7 +478,7 @@ pub(crate) fn read_users(
     let mut counts = Counts::default();
     let Some(children) = children else {
         let mut queries = vec![user_query];
-        queries.extend(child_queries(l));
+        queries.extend(child_queries(l, limit.is_none()));
         main.stream(&queries, &mut |streams| {
             let (users, rest) = streams.split_at_mut(1);
             counts = with_groups(rest, l, &mut |groups| {
@@ -483,7 +489,7 @@ pub(crate) fn read_users(
         return Ok(counts);
     };
     let (tx, rx) = sync_channel::<Vec<Group>>(GROUP_CHUNKS_IN_FLIGHT);
-    let child_qs = child_queries(l);
+    let child_qs = child_queries(l, limit.is_none());
     std::thread::scope(|scope| {
         let reader = scope.spawn(move || {
             children.stream(&child_qs, &mut |streams| {

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use crate::key::KeyType;
 use crate::layout::{self, Catalog, Column, Layout};
 use crate::rows::{Assembled, Cell, Parts, Query, RowStream, Tables, WithStreams};
-use crate::spool::{Cut, Sorted, Sorter, SORT_BUDGET};
+use crate::spool::{Budget, Cut, Sorted};
 use crate::values::{parse_bool_text, parse_hex_bytes};
 use crate::{Description, Error};
 
@@ -381,7 +381,7 @@ impl CsvTables {
     }
 
     /// The rows of `q`, sorted.
-    fn sorted(&self, q: &Query, budget: usize) -> Result<Sorted, Error> {
+    fn sorted(&self, q: &Query, budget: &Budget) -> Result<Sorted, Error> {
         let f = self.file(&q.table)?;
         let types = self.types.get(&q.table.to_ascii_lowercase());
         // The query's columns, then any order column it does not select.
@@ -414,11 +414,12 @@ impl CsvTables {
                     .expect("added above")
             })
             .collect();
-        let mut sorter = Sorter::new(&self.scratch, order, budget);
+        let mut sorter = budget.sorter(&self.scratch, order);
+        let mut row = Vec::with_capacity(fields.len());
         for (n, record) in reader(f)?.records().enumerate() {
             let line = n + 2;
             let record = record.map_err(|e| self.line_error(&q.table, line, e.to_string()))?;
-            let mut row = Vec::with_capacity(fields.len());
+            row.clear();
             for field in &fields {
                 row.push(match field {
                     None => Cell::Null,
@@ -427,7 +428,7 @@ impl CsvTables {
                         .map_err(|m| self.line_error(&q.table, line, format!("{name}: {m}")))?,
                 });
             }
-            sorter.push(row)?;
+            sorter.push(&row)?;
         }
         sorter.finish()
     }
@@ -435,10 +436,12 @@ impl CsvTables {
 
 impl Tables for CsvTables {
     fn stream(&mut self, queries: &[Query], f: &mut WithStreams<'_>) -> Result<(), Error> {
-        let budget = SORT_BUDGET / queries.len().max(1);
+        let mut budget = Budget::new();
         let mut streams = Vec::with_capacity(queries.len());
         for q in queries {
-            streams.push(Cut::new(self.sorted(q, budget)?, q));
+            let sorted = self.sorted(q, &budget)?;
+            budget.spend(&sorted);
+            streams.push(Cut::new(sorted, q));
         }
         let mut refs: Vec<&mut dyn RowStream> = streams
             .iter_mut()

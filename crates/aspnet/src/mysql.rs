@@ -23,8 +23,10 @@ use mysql::prelude::Queryable as _;
 use mysql::{Conn, Value};
 
 use crate::layout::{self, Catalog, Column, Layout};
-use crate::rows::{Assembled, Cell, Dialect, Parts, Query, RowStream, Tables, WithStreams};
-use crate::spool::{Cut, Sorter, SORT_BUDGET};
+use crate::rows::{
+    select_unordered, Assembled, Cell, Dialect, Parts, Query, RowStream, Tables, WithStreams,
+};
+use crate::spool::{Budget, Cut};
 use crate::values::parse_utc_naive;
 use crate::{Description, Error};
 
@@ -256,41 +258,10 @@ impl MyTables {
             order.join(", ")
         );
         if let Some(n) = q.limit {
-            sql.push_str(&format!(" LIMIT {n}"));
+            // SQL engines take a signed 64-bit limit.
+            sql.push_str(&format!(" LIMIT {}", n.min(i64::MAX as u64)));
         }
         sql
-    }
-
-    /// `q` without `ORDER BY` or limit (applied after sorting), its order columns
-    /// appended when it does not select them, and their positions in the row.
-    fn select_unordered(&self, q: &Query) -> (String, Vec<usize>) {
-        let mut columns: Vec<Option<String>> = q.columns.clone();
-        let mut order = Vec::with_capacity(q.order.len());
-        for o in &q.order {
-            match columns
-                .iter()
-                .position(|c| c.as_deref() == Some(o.as_str()))
-            {
-                Some(i) => order.push(i),
-                None => {
-                    order.push(columns.len());
-                    columns.push(Some(o.clone()));
-                }
-            }
-        }
-        let list: Vec<String> = columns
-            .iter()
-            .map(|c| {
-                c.as_deref()
-                    .map_or("NULL".to_string(), |c| DIALECT.quote(c))
-            })
-            .collect();
-        let sql = format!(
-            "SELECT {} FROM {}",
-            list.join(", "),
-            DIALECT.quote(&q.table)
-        );
-        (sql, order)
     }
 
     fn error(&self, table: &str, e: mysql::Error) -> Error {
@@ -439,11 +410,11 @@ impl Tables for MyTables {
         // reads it: sorting rows with long text columns costs MySQL a random lookup per
         // row) and put into key order here by an external sort, one after another in
         // the snapshot.
-        let budget = SORT_BUDGET / rest.len().max(1);
+        let mut budget = Budget::new();
         let mut spooled: Vec<Cut> = Vec::with_capacity(rest.len());
         for q in rest {
-            let (sql, order) = self.select_unordered(q);
-            let mut sorter = Sorter::new(&self.scratch, order, budget);
+            let (sql, order) = select_unordered(&DIALECT, q);
+            let mut sorter = budget.sorter(&self.scratch, order);
             {
                 let location = self.location.clone();
                 let mut result = self
@@ -451,18 +422,20 @@ impl Tables for MyTables {
                     .query_iter(sql)
                     .map_err(|e| query_error(&location, &q.table, e))?;
                 let (decoders, names) = decoders(&result);
+                let mut row = Vec::with_capacity(decoders.len());
                 for r in result.by_ref() {
                     let r = r.map_err(|e| query_error(&location, &q.table, e))?;
-                    let mut row = Vec::with_capacity(decoders.len());
                     decode_row(r, &decoders, &names, &mut row).map_err(|cause| Error::Query {
                         location: location.clone(),
                         table: q.table.clone(),
                         cause: cause.into(),
                     })?;
-                    sorter.push(row)?;
+                    sorter.push(&row)?;
                 }
             }
-            spooled.push(Cut::new(sorter.finish()?, q));
+            let sorted = sorter.finish()?;
+            budget.spend(&sorted);
+            spooled.push(Cut::new(sorted, q));
         }
         let sql = self.select(first);
         let location = self.location.clone();

@@ -282,7 +282,8 @@ impl PgTables {
             order.join(", ")
         );
         if let Some(n) = q.limit {
-            sql.push_str(&format!(" LIMIT {n}"));
+            // SQL engines take a signed 64-bit limit.
+            sql.push_str(&format!(" LIMIT {}", n.min(i64::MAX as u64)));
         }
         sql
     }

@@ -50,6 +50,10 @@ pub struct Query {
     pub order: Vec<String>,
     /// At most this many rows.
     pub limit: Option<u64>,
+    /// Every row of the table is read (no `--limit` stops the read early): an engine whose
+    /// ordered read is slower than a scan may scan the table in storage order and sort
+    /// the rows itself (see [`crate::spool::Sorter`]).
+    pub whole: bool,
 }
 
 /// A function given one stream per query, in the order of the queries.
@@ -134,9 +138,43 @@ pub fn select(dialect: &Dialect, q: &Query) -> String {
         order.join(", ")
     );
     if let Some(n) = q.limit {
-        sql.push_str(&format!(" LIMIT {n}"));
+        // SQL engines take a signed 64-bit limit.
+        sql.push_str(&format!(" LIMIT {}", n.min(i64::MAX as u64)));
     }
     sql
+}
+
+/// `q` without `ORDER BY` or limit, for a scan in storage order to be sorted by the
+/// client (see [`crate::spool::Sorter`]): its order columns are appended when it does not
+/// select them; returns the statement and the positions of the order columns in a row.
+pub fn select_unordered(dialect: &Dialect, q: &Query) -> (String, Vec<usize>) {
+    let mut columns: Vec<Option<String>> = q.columns.clone();
+    let mut order = Vec::with_capacity(q.order.len());
+    for o in &q.order {
+        match columns
+            .iter()
+            .position(|c| c.as_deref() == Some(o.as_str()))
+        {
+            Some(i) => order.push(i),
+            None => {
+                order.push(columns.len());
+                columns.push(Some(o.clone()));
+            }
+        }
+    }
+    let list: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            c.as_deref()
+                .map_or("NULL".to_string(), |c| dialect.quote(c))
+        })
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {}",
+        list.join(", "),
+        dialect.quote(&q.table)
+    );
+    (sql, order)
 }
 
 #[cfg(test)]
@@ -150,6 +188,7 @@ mod tests {
             columns: vec![Some("UserId".into()), None, Some("Claim\"Type".into())],
             order: vec!["UserId".into(), "Id".into()],
             limit: Some(10),
+            whole: false,
         };
         assert_eq!(
             select(&Dialect::SQLITE, &q),

@@ -1,7 +1,12 @@
-//! Rows on disk, for engines that cannot hand the assembler several ordered streams at
-//! once: a [`Spool`] keeps the rows of one stream in a private file to be read back in
-//! the same order, and a [`Sorter`] puts unordered rows (CSV dumps) into order within
-//! bounded memory, spilling sorted runs and merging them back.
+//! Rows put into order on the client, for engines whose own order is slower than a scan
+//! (SQLite's random lookups into a table through an index, MySQL's sorts of rows with long
+//! text) or that have none (CSV dumps): a [`Sorter`] takes unordered rows and gives them
+//! back in key order within bounded memory, spilling sorted runs to private files and
+//! merging them on read.
+//!
+//! Rows are kept serialized in one buffer, each beside a key encoded so that comparing
+//! two keys byte by byte orders them as [`compare`] orders their cells: sorting moves
+//! small entries and compares bytes, and a run on disk is the same bytes.
 //!
 //! The files are created in a private folder (the unfinished bundle's own, mode 0700:
 //! the rows hold account data) and removed when dropped.
@@ -17,9 +22,55 @@ use chrono::{DateTime, FixedOffset, NaiveDateTime};
 use crate::rows::{Cell, RowStream};
 use crate::Error;
 
+/// A cell borrowed from an engine's row, serialized into a sorter without being copied
+/// into a [`Cell`] first.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum CellRef<'a> {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(&'a str),
+    Bytes(&'a [u8]),
+    Bool(bool),
+    Time(&'a DateTime<FixedOffset>),
+    Naive(&'a NaiveDateTime),
+}
+
+impl Cell {
+    pub(crate) fn as_cell_ref(&self) -> CellRef<'_> {
+        match self {
+            Cell::Null => CellRef::Null,
+            Cell::Integer(i) => CellRef::Integer(*i),
+            Cell::Real(f) => CellRef::Real(*f),
+            Cell::Text(t) => CellRef::Text(t),
+            Cell::Bytes(b) => CellRef::Bytes(b),
+            Cell::Bool(b) => CellRef::Bool(*b),
+            Cell::Time(t) => CellRef::Time(t),
+            Cell::Naive(t) => CellRef::Naive(t),
+        }
+    }
+}
+
+impl CellRef<'_> {
+    /// The owned cell.
+    pub(crate) fn to_cell(self) -> Cell {
+        match self {
+            CellRef::Null => Cell::Null,
+            CellRef::Integer(i) => Cell::Integer(i),
+            CellRef::Real(f) => Cell::Real(f),
+            CellRef::Text(t) => Cell::Text(t.to_string()),
+            CellRef::Bytes(b) => Cell::Bytes(b.to_vec()),
+            CellRef::Bool(b) => Cell::Bool(b),
+            CellRef::Time(t) => Cell::Time(*t),
+            CellRef::Naive(t) => Cell::Naive(*t),
+        }
+    }
+}
+
 /// Orders cells as SQLite orders values: NULL, then numbers, then text (byte by byte),
 /// then bytes; the other types by their value. The key cells of a row compare as
 /// [`crate::Key`]s do.
+#[cfg(test)]
 pub(crate) fn compare(a: &Cell, b: &Cell) -> Ordering {
     fn rank(c: &Cell) -> u8 {
         match c {
@@ -44,82 +95,137 @@ pub(crate) fn compare(a: &Cell, b: &Cell) -> Ordering {
     }
 }
 
-/// Compares two rows by the cells at `order`.
-fn compare_rows(order: &[usize], a: &[Cell], b: &[Cell]) -> Ordering {
-    for &i in order {
-        match compare(&a[i], &b[i]) {
-            Ordering::Equal => continue,
-            other => return other,
-        }
+/// Appends `c` to `key` so that keys compare byte by byte as [`compare`] orders cells:
+/// a rank byte, then numbers as order-preserving big-endian bits (integers by their value
+/// as a float, then exactly), times as their UTC instant, text and bytes with every zero
+/// byte escaped and a terminator (so that a prefix sorts first). Where `compare` calls an
+/// integer and a float of the same value equal, the key puts the float first.
+fn encode_key(key: &mut Vec<u8>, c: CellRef<'_>) {
+    fn float(f: f64) -> [u8; 8] {
+        let bits = f.to_bits();
+        // total_cmp's order as unsigned bytes.
+        let ordered = if bits >> 63 == 1 {
+            !bits
+        } else {
+            bits ^ (1 << 63)
+        };
+        ordered.to_be_bytes()
     }
-    Ordering::Equal
-}
-
-fn write_cell(out: &mut impl Write, c: &Cell) -> io::Result<()> {
-    fn bytes(out: &mut impl Write, tag: u8, b: &[u8]) -> io::Result<()> {
-        out.write_all(&[tag])?;
-        out.write_all(&(b.len() as u64).to_le_bytes())?;
-        out.write_all(b)
+    fn instant(key: &mut Vec<u8>, secs: i64, nanos: u32) {
+        key.push(2);
+        key.extend_from_slice(&((secs as u64) ^ (1 << 63)).to_be_bytes());
+        key.extend_from_slice(&nanos.to_be_bytes());
+    }
+    fn escaped(key: &mut Vec<u8>, rank: u8, b: &[u8]) {
+        key.push(rank);
+        for &byte in b {
+            key.push(byte);
+            if byte == 0 {
+                key.push(0xff);
+            }
+        }
+        key.extend_from_slice(&[0, 0]);
     }
     match c {
-        Cell::Null => out.write_all(&[0]),
-        Cell::Integer(i) => {
-            out.write_all(&[1])?;
-            out.write_all(&i.to_le_bytes())
+        CellRef::Null => key.push(0),
+        CellRef::Integer(i) => {
+            key.push(1);
+            key.extend_from_slice(&float(i as f64));
+            key.extend_from_slice(&((i as u64) ^ (1 << 63)).to_be_bytes());
         }
-        Cell::Real(f) => {
-            out.write_all(&[2])?;
-            out.write_all(&f.to_le_bytes())
+        CellRef::Bool(b) => {
+            key.push(1);
+            key.extend_from_slice(&float(b as u8 as f64));
+            key.extend_from_slice(&((b as u64) ^ (1 << 63)).to_be_bytes());
         }
-        Cell::Text(t) => bytes(out, 3, t.as_bytes()),
-        Cell::Bytes(b) => bytes(out, 4, b),
-        Cell::Bool(b) => out.write_all(&[5, *b as u8]),
-        Cell::Time(t) => {
-            out.write_all(&[6])?;
-            out.write_all(&t.timestamp().to_le_bytes())?;
-            out.write_all(&t.timestamp_subsec_nanos().to_le_bytes())?;
-            out.write_all(&t.offset().local_minus_utc().to_le_bytes())
+        CellRef::Real(f) => {
+            key.push(1);
+            key.extend_from_slice(&float(f));
+            key.extend_from_slice(&[0; 8]);
         }
-        Cell::Naive(t) => {
+        CellRef::Time(t) => instant(key, t.timestamp(), t.timestamp_subsec_nanos()),
+        CellRef::Naive(t) => {
             let utc = t.and_utc();
-            out.write_all(&[7])?;
-            out.write_all(&utc.timestamp().to_le_bytes())?;
-            out.write_all(&utc.timestamp_subsec_nanos().to_le_bytes())
+            instant(key, utc.timestamp(), utc.timestamp_subsec_nanos())
         }
+        CellRef::Text(t) => escaped(key, 3, t.as_bytes()),
+        CellRef::Bytes(b) => escaped(key, 4, b),
     }
 }
 
-fn read_array<const N: usize>(r: &mut impl Read) -> io::Result<[u8; N]> {
-    let mut b = [0u8; N];
-    r.read_exact(&mut b)?;
-    Ok(b)
+fn write_cell(out: &mut Vec<u8>, c: CellRef<'_>) {
+    fn bytes(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
+        out.push(tag);
+        out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        out.extend_from_slice(b);
+    }
+    match c {
+        CellRef::Null => out.push(0),
+        CellRef::Integer(i) => {
+            out.push(1);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        CellRef::Real(f) => {
+            out.push(2);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        CellRef::Text(t) => bytes(out, 3, t.as_bytes()),
+        CellRef::Bytes(b) => bytes(out, 4, b),
+        CellRef::Bool(b) => out.extend_from_slice(&[5, b as u8]),
+        CellRef::Time(t) => {
+            out.push(6);
+            out.extend_from_slice(&t.timestamp().to_le_bytes());
+            out.extend_from_slice(&t.timestamp_subsec_nanos().to_le_bytes());
+            out.extend_from_slice(&t.offset().local_minus_utc().to_le_bytes());
+        }
+        CellRef::Naive(t) => {
+            let utc = t.and_utc();
+            out.push(7);
+            out.extend_from_slice(&utc.timestamp().to_le_bytes());
+            out.extend_from_slice(&utc.timestamp_subsec_nanos().to_le_bytes());
+        }
+    }
 }
 
 fn corrupt() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, "spool file is corrupt")
 }
 
-fn read_cell(r: &mut impl Read) -> io::Result<Cell> {
-    let [tag] = read_array::<1>(r)?;
+/// Takes `N` bytes off the front of `b`.
+fn take<const N: usize>(b: &mut &[u8]) -> io::Result<[u8; N]> {
+    let (head, rest) = b.split_first_chunk::<N>().ok_or_else(corrupt)?;
+    *b = rest;
+    Ok(*head)
+}
+
+fn read_cell(b: &mut &[u8]) -> io::Result<Cell> {
+    let [tag] = take::<1>(b)?;
     Ok(match tag {
         0 => Cell::Null,
-        1 => Cell::Integer(i64::from_le_bytes(read_array(r)?)),
-        2 => Cell::Real(f64::from_le_bytes(read_array(r)?)),
+        1 => Cell::Integer(i64::from_le_bytes(take(b)?)),
+        2 => Cell::Real(f64::from_le_bytes(take(b)?)),
         3 | 4 => {
-            let n = u64::from_le_bytes(read_array(r)?) as usize;
-            let mut b = vec![0u8; n];
-            r.read_exact(&mut b)?;
+            let n = u64::from_le_bytes(take(b)?) as usize;
+            if n > b.len() {
+                return Err(corrupt());
+            }
+            let (value, rest) = b.split_at(n);
+            *b = rest;
             if tag == 3 {
-                Cell::Text(String::from_utf8(b).map_err(|_| corrupt())?)
+                Cell::Text(
+                    std::str::from_utf8(value)
+                        .map_err(|_| corrupt())?
+                        .to_string(),
+                )
             } else {
-                Cell::Bytes(b)
+                Cell::Bytes(value.to_vec())
             }
         }
-        5 => Cell::Bool(read_array::<1>(r)?[0] != 0),
+        5 => Cell::Bool(take::<1>(b)?[0] != 0),
         6 => {
-            let secs = i64::from_le_bytes(read_array(r)?);
-            let nanos = u32::from_le_bytes(read_array(r)?);
-            let offset = i32::from_le_bytes(read_array(r)?);
+            let secs = i64::from_le_bytes(take(b)?);
+            let nanos = u32::from_le_bytes(take(b)?);
+            let offset = i32::from_le_bytes(take(b)?);
             let offset = FixedOffset::east_opt(offset).ok_or_else(corrupt)?;
             Cell::Time(
                 DateTime::from_timestamp(secs, nanos)
@@ -128,8 +234,8 @@ fn read_cell(r: &mut impl Read) -> io::Result<Cell> {
             )
         }
         7 => {
-            let secs = i64::from_le_bytes(read_array(r)?);
-            let nanos = u32::from_le_bytes(read_array(r)?);
+            let secs = i64::from_le_bytes(take(b)?);
+            let nanos = u32::from_le_bytes(take(b)?);
             let t: NaiveDateTime = DateTime::from_timestamp(secs, nanos)
                 .ok_or_else(corrupt)?
                 .naive_utc();
@@ -139,6 +245,15 @@ fn read_cell(r: &mut impl Read) -> io::Result<Cell> {
     })
 }
 
+/// Decodes a serialized row into `row`.
+fn read_row(mut b: &[u8], row: &mut Vec<Cell>) -> io::Result<()> {
+    row.clear();
+    while !b.is_empty() {
+        row.push(read_cell(&mut b)?);
+    }
+    Ok(())
+}
+
 fn spool_error(path: &Path, e: io::Error) -> Error {
     Error::Open {
         location: path.display().to_string(),
@@ -146,147 +261,207 @@ fn spool_error(path: &Path, e: io::Error) -> Error {
     }
 }
 
-/// A private file of rows, written once and read back in order.
-pub(crate) struct Spool {
-    path: PathBuf,
-    /// `None` once handed to a reader, which then owns the file.
-    out: Option<BufWriter<File>>,
-    rows: u64,
-}
-
 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-impl Spool {
-    /// A new spool file in `dir`.
-    pub(crate) fn create(dir: &Path) -> Result<Spool, Error> {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = dir.join(format!(".ferry-spool-{}-{n}", std::process::id()));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
-        }
-        let file = options.open(&path).map_err(|e| spool_error(&path, e))?;
-        Ok(Spool {
-            out: Some(BufWriter::with_capacity(256 * 1024, file)),
-            path,
-            rows: 0,
-        })
+/// A private file of sorted rows, each written as its key's length, its row's length, the
+/// key and the row.
+fn create_run(dir: &Path) -> Result<(PathBuf, BufWriter<File>), Error> {
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!(".ferry-spool-{}-{n}", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
     }
-
-    /// Appends a row.
-    pub(crate) fn push(&mut self, row: &[Cell]) -> Result<(), Error> {
-        let write = |out: &mut BufWriter<File>| -> io::Result<()> {
-            out.write_all(&(row.len() as u32).to_le_bytes())?;
-            for c in row {
-                write_cell(out, c)?;
-            }
-            Ok(())
-        };
-        let out = self
-            .out
-            .as_mut()
-            .expect("a spool is written until it is read");
-        write(out).map_err(|e| spool_error(&self.path, e))?;
-        self.rows += 1;
-        Ok(())
-    }
-
-    /// The rows, from the first.
-    pub(crate) fn into_reader(mut self) -> Result<SpoolReader, Error> {
-        let path = self.path.clone();
-        let file = self
-            .out
-            .take()
-            .expect("read once")
-            .into_inner()
-            .map_err(|e| spool_error(&path, e.into_error()))?;
-        drop(file);
-        let file = File::open(&path).map_err(|e| spool_error(&path, e))?;
-        Ok(SpoolReader {
-            // Small: an external sort merges hundreds of runs at once, one reader each.
-            reader: BufReader::with_capacity(READ_BUFFER, file),
-            left: self.rows,
-            path,
-        })
-    }
+    let file = options.open(&path).map_err(|e| spool_error(&path, e))?;
+    Ok((path, BufWriter::with_capacity(256 * 1024, file)))
 }
 
-/// The rows of a [`Spool`], in the order they were written; the file is removed when
-/// this is dropped.
-pub(crate) struct SpoolReader {
+/// The rows of a spilled run, read back in order; the file is removed when this is
+/// dropped.
+pub(crate) struct Run {
     path: PathBuf,
     reader: BufReader<File>,
-    left: u64,
 }
 
-impl Drop for SpoolReader {
+impl Drop for Run {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-impl SpoolReader {
-    fn next_into(&mut self, row: &mut Vec<Cell>) -> Result<bool, Error> {
-        if self.left == 0 {
-            return Ok(false);
-        }
-        let read = |r: &mut BufReader<File>, row: &mut Vec<Cell>| -> io::Result<()> {
-            let n = u32::from_le_bytes(read_array(r)?) as usize;
-            row.clear();
-            for _ in 0..n {
-                row.push(read_cell(r)?);
+impl Run {
+    /// Reads the next key and row into the buffers; `false` at the end of the run.
+    fn next_into(&mut self, key: &mut Vec<u8>, row: &mut Vec<u8>) -> Result<bool, Error> {
+        let read = |r: &mut BufReader<File>, key: &mut Vec<u8>, row: &mut Vec<u8>| {
+            let mut lengths = [0u8; 8];
+            match r.read_exact(&mut lengths) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
+                other => other?,
             }
-            Ok(())
+            let k = u32::from_le_bytes(lengths[..4].try_into().expect("4 bytes")) as usize;
+            let n = u32::from_le_bytes(lengths[4..].try_into().expect("4 bytes")) as usize;
+            key.resize(k, 0);
+            r.read_exact(key)?;
+            row.resize(n, 0);
+            r.read_exact(row)?;
+            io::Result::Ok(true)
         };
-        read(&mut self.reader, row).map_err(|e| spool_error(&self.path, e))?;
-        self.left -= 1;
-        Ok(true)
+        read(&mut self.reader, key, row).map_err(|e| spool_error(&self.path, e))
     }
 }
 
-impl RowStream for SpoolReader {
-    fn next_row(&mut self, row: &mut Vec<Cell>) -> Result<bool, Error> {
-        self.next_into(row)
-    }
-}
+/// The read buffer of a run: a sort of a large table merges tens of runs at once, so this
+/// is what the merge's memory grows by per run.
+const READ_BUFFER: usize = 64 * 1024;
 
-impl Drop for Spool {
-    fn drop(&mut self) {
-        // A spool turned into a reader has its file removed by the reader instead.
-        if self.out.is_some() {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-/// The read buffer of a spool: a sort of a large table merges hundreds of runs at once,
-/// so this is what the merge's memory grows by per run.
-const READ_BUFFER: usize = 32 * 1024;
-
-/// The memory a [`Sorter`] fills before it spills a sorted run.
+/// The memory a [`Sorter`] (or all the sorters of one read, see [`Budget`]) fills before
+/// it spills a sorted run.
 pub(crate) const SORT_BUDGET: usize = 32 * 1024 * 1024;
 
-fn cell_size(c: &Cell) -> usize {
-    std::mem::size_of::<Cell>()
-        + match c {
-            Cell::Text(t) => t.len(),
-            Cell::Bytes(b) => b.len(),
-            _ => 0,
-        }
+/// The least a sorter is given when the others have taken the budget.
+const MIN_BUDGET: usize = 1024 * 1024;
+
+/// One memory budget for the sorters of one read, which are filled one after another and
+/// then read side by side: a sorter gets what those before it kept in memory left over.
+pub(crate) struct Budget {
+    left: usize,
 }
 
+impl Budget {
+    pub(crate) fn new() -> Budget {
+        Budget { left: SORT_BUDGET }
+    }
+
+    /// A sorter of rows by the cells at `order`, spilling into `dir`.
+    pub(crate) fn sorter(&self, dir: &Path, order: Vec<usize>) -> Sorter {
+        Sorter::new(dir, order, self.left.max(MIN_BUDGET))
+    }
+
+    /// Counts what `sorted` keeps in memory.
+    pub(crate) fn spend(&mut self, sorted: &Sorted) {
+        self.left = self.left.saturating_sub(sorted.held());
+    }
+}
+
+/// Where a row and its key are in a sorter's buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct Entry {
+    /// The key's first 8 bytes, big-endian: most comparisons end here.
+    prefix: u64,
+    at: u32,
+    key: u32,
+    row: u32,
+}
+
+impl Entry {
+    fn key<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        &buf[self.at as usize..][..self.key as usize]
+    }
+    fn row<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        &buf[self.at as usize + self.key as usize..][..self.row as usize]
+    }
+}
+
+fn prefix(key: &[u8]) -> u64 {
+    let mut p = [0u8; 8];
+    let n = key.len().min(8);
+    p[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(p)
+}
+
+/// Rows serialized one after another, with where each is.
+struct Chunk {
+    buf: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+impl Chunk {
+    fn new() -> Chunk {
+        Chunk {
+            buf: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    fn held(&self) -> usize {
+        self.buf.len() + self.entries.len() * std::mem::size_of::<Entry>()
+    }
+
+    fn push(&mut self, order: &[usize], row: &[CellRef<'_>]) {
+        let at = self.buf.len();
+        for &i in order {
+            encode_key(&mut self.buf, row[i]);
+        }
+        let key_end = self.buf.len();
+        for &c in row {
+            write_cell(&mut self.buf, c);
+        }
+        let key = &self.buf[at..key_end];
+        self.entries.push(Entry {
+            prefix: prefix(key),
+            at: at as u32,
+            key: (key_end - at) as u32,
+            row: (self.buf.len() - key_end) as u32,
+        });
+    }
+
+    fn sort(&mut self) {
+        let buf = &self.buf;
+        // Stable, so that rows with equal keys keep their order.
+        self.entries.sort_by(|a, b| {
+            a.prefix
+                .cmp(&b.prefix)
+                .then_with(|| a.key(buf).cmp(b.key(buf)))
+        });
+    }
+
+    /// Sorts the rows and writes them to a new run in `dir`.
+    fn spill(&mut self, dir: &Path) -> Result<Run, Error> {
+        self.sort();
+        let (path, mut out) = create_run(dir)?;
+        let write = |out: &mut BufWriter<File>, buf: &[u8], entries: &[Entry]| {
+            for e in entries {
+                out.write_all(&e.key.to_le_bytes())?;
+                out.write_all(&e.row.to_le_bytes())?;
+                out.write_all(e.key(buf))?;
+                out.write_all(e.row(buf))?;
+            }
+            out.flush()
+        };
+        write(&mut out, &self.buf, &self.entries).map_err(|e| spool_error(&path, e))?;
+        drop(out);
+        let file = File::open(&path).map_err(|e| spool_error(&path, e))?;
+        self.buf.clear();
+        self.entries.clear();
+        Ok(Run {
+            path,
+            reader: BufReader::with_capacity(READ_BUFFER, file),
+        })
+    }
+}
+
+/// A chunk being sorted and spilled on a thread of its own.
+type Spilling = std::thread::JoinHandle<(Result<Run, Error>, Chunk)>;
+
 /// Puts rows into the order of the cells at `order`, within about `budget` bytes of
-/// memory: full chunks are sorted and spilled to runs, which are merged on read.
+/// memory: full chunks are sorted and spilled to runs, which are merged on read. Rows
+/// with equal keys keep the order they were pushed in.
+///
+/// A full chunk is sorted and written on a thread of its own while the next one fills,
+/// so a large table is read and sorted on two cores; each of the two chunks gets half
+/// the budget.
 pub(crate) struct Sorter {
     dir: PathBuf,
     order: Vec<usize>,
     budget: usize,
-    chunk: Vec<Vec<Cell>>,
-    bytes: usize,
-    runs: Vec<SpoolReader>,
+    chunk: Chunk,
+    spilling: Option<Spilling>,
+    /// The chunk back from the last spill, emptied, to fill next.
+    spare: Option<Chunk>,
+    runs: Vec<Run>,
 }
 
 impl Sorter {
@@ -295,69 +470,93 @@ impl Sorter {
             dir: dir.to_path_buf(),
             order,
             budget,
-            chunk: Vec::new(),
-            bytes: 0,
+            chunk: Chunk::new(),
+            spilling: None,
+            spare: None,
             runs: Vec::new(),
         }
     }
 
-    pub(crate) fn push(&mut self, row: Vec<Cell>) -> Result<(), Error> {
-        self.bytes += row.iter().map(cell_size).sum::<usize>() + 24;
-        self.chunk.push(row);
-        if self.bytes >= self.budget {
+    /// Adds a row.
+    pub(crate) fn push(&mut self, row: &[Cell]) -> Result<(), Error> {
+        let cells: Vec<CellRef<'_>> = row.iter().map(Cell::as_cell_ref).collect();
+        self.push_refs(&cells)
+    }
+
+    /// Adds a row of borrowed cells.
+    pub(crate) fn push_refs(&mut self, row: &[CellRef<'_>]) -> Result<(), Error> {
+        self.chunk.push(&self.order, row);
+        // Offsets are 32-bit: spill well before a chunk reaches 4 GiB, whatever the budget.
+        if self.chunk.held() >= self.budget / 2 || self.chunk.buf.len() >= u32::MAX as usize / 2 {
             self.spill()?;
         }
         Ok(())
     }
 
-    fn sort_chunk(&mut self) {
-        let order = &self.order;
-        // Stable, so that rows with equal keys keep their file order.
-        self.chunk.sort_by(|a, b| compare_rows(order, a, b));
+    /// Waits for the chunk being spilled, if any, and keeps its run.
+    fn settle(&mut self) -> Result<(), Error> {
+        if let Some(spilling) = self.spilling.take() {
+            let (run, chunk) = spilling.join().expect("a spill thread panicked");
+            self.runs.push(run?);
+            self.spare = Some(chunk);
+        }
+        Ok(())
     }
 
     fn spill(&mut self) -> Result<(), Error> {
-        self.sort_chunk();
-        let mut spool = Spool::create(&self.dir)?;
-        for row in self.chunk.drain(..) {
-            spool.push(&row)?;
-        }
-        self.runs.push(spool.into_reader()?);
-        self.bytes = 0;
+        // At most two chunks: the one spilling and the one filling.
+        self.settle()?;
+        let next = self.spare.take().unwrap_or_else(Chunk::new);
+        let mut full = std::mem::replace(&mut self.chunk, next);
+        let dir = self.dir.clone();
+        self.spilling = Some(std::thread::spawn(move || {
+            let run = full.spill(&dir);
+            (run, full)
+        }));
         Ok(())
     }
 
     /// The rows in order.
     pub(crate) fn finish(mut self) -> Result<Sorted, Error> {
-        if self.runs.is_empty() {
-            self.sort_chunk();
-            return Ok(Sorted::Memory(self.chunk.into_iter()));
+        if self.runs.is_empty() && self.spilling.is_none() {
+            let mut chunk = self.chunk;
+            chunk.sort();
+            chunk.buf.shrink_to_fit();
+            return Ok(Sorted::Memory {
+                buf: chunk.buf,
+                entries: chunk.entries.into_iter(),
+            });
         }
-        if !self.chunk.is_empty() {
+        if !self.chunk.entries.is_empty() {
             self.spill()?;
         }
-        let mut heap = BinaryHeap::new();
-        let mut runs = self.runs;
-        for (i, run) in runs.iter_mut().enumerate() {
-            let mut row = Vec::new();
-            if run.next_into(&mut row)? {
-                heap.push(Head {
-                    row,
-                    run: i,
-                    order: self.order.clone(),
-                });
+        self.settle()?;
+        drop(self.spare.take());
+        drop(std::mem::replace(&mut self.chunk, Chunk::new()));
+        let mut heap = BinaryHeap::with_capacity(self.runs.len());
+        for (i, run) in self.runs.iter_mut().enumerate() {
+            let mut head = Head {
+                key: Vec::new(),
+                row: Vec::new(),
+                run: i,
+            };
+            if run.next_into(&mut head.key, &mut head.row)? {
+                heap.push(head);
             }
         }
-        Ok(Sorted::Runs { runs, heap })
+        Ok(Sorted::Runs {
+            runs: self.runs,
+            heap,
+        })
     }
 }
 
-/// A run's next row in the merge heap: the smallest row first, and of equal rows the one
+/// A run's next row in the merge heap: the smallest key first, and of equal keys the one
 /// from the earlier run (so the sort stays stable).
 pub(crate) struct Head {
-    row: Vec<Cell>,
+    key: Vec<u8>,
+    row: Vec<u8>,
     run: usize,
-    order: Vec<usize>,
 }
 
 impl PartialEq for Head {
@@ -374,36 +573,60 @@ impl PartialOrd for Head {
 impl Ord for Head {
     fn cmp(&self, other: &Self) -> Ordering {
         // BinaryHeap is a max-heap: reverse.
-        compare_rows(&self.order, &other.row, &self.row).then(other.run.cmp(&self.run))
+        other.key.cmp(&self.key).then(other.run.cmp(&self.run))
     }
 }
 
 /// Sorted rows: in memory when they fit, else merged from runs on disk.
 pub(crate) enum Sorted {
-    Memory(std::vec::IntoIter<Vec<Cell>>),
+    Memory {
+        buf: Vec<u8>,
+        entries: std::vec::IntoIter<Entry>,
+    },
     Runs {
-        runs: Vec<SpoolReader>,
+        runs: Vec<Run>,
         heap: BinaryHeap<Head>,
     },
 }
 
+impl Sorted {
+    /// The bytes kept in memory until the rows are read.
+    pub(crate) fn held(&self) -> usize {
+        match self {
+            Sorted::Memory { buf, entries } => {
+                buf.capacity() + entries.len() * std::mem::size_of::<Entry>()
+            }
+            Sorted::Runs { runs, .. } => runs.len() * READ_BUFFER,
+        }
+    }
+}
+
 impl RowStream for Sorted {
     fn next_row(&mut self, row: &mut Vec<Cell>) -> Result<bool, Error> {
+        let corrupt = |e: io::Error| Error::Open {
+            location: "spool".into(),
+            message: format!("cannot use the spool file: {e}"),
+        };
         match self {
-            Sorted::Memory(rows) => match rows.next() {
-                Some(r) => {
-                    *row = r;
+            Sorted::Memory { buf, entries } => match entries.next() {
+                Some(e) => {
+                    read_row(e.row(buf), row).map_err(corrupt)?;
                     Ok(true)
                 }
                 None => Ok(false),
             },
             Sorted::Runs { runs, heap } => {
-                let Some(mut head) = heap.pop() else {
+                let Some(mut head) = heap.peek_mut() else {
                     return Ok(false);
                 };
-                std::mem::swap(row, &mut head.row);
-                if runs[head.run].next_into(&mut head.row)? {
-                    heap.push(head);
+                read_row(&head.row, row).map_err(corrupt)?;
+                let Head {
+                    key,
+                    row: bytes,
+                    run,
+                } = &mut *head;
+                if !runs[*run].next_into(key, bytes)? {
+                    std::collections::binary_heap::PeekMut::pop(head);
                 }
                 Ok(true)
             }
@@ -426,6 +649,13 @@ impl Cut {
             columns: q.columns.len(),
             left: q.limit,
         }
+    }
+}
+
+impl Cut {
+    /// The sorted rows.
+    pub(crate) fn sorted(&self) -> &Sorted {
+        &self.sorted
     }
 }
 
@@ -453,11 +683,9 @@ mod tests {
         Cell::Text(s.into())
     }
 
-    #[test]
-    fn a_spool_gives_back_every_cell_type() {
-        let dir = tempfile::tempdir().unwrap();
+    fn every_type() -> Vec<Cell> {
         let t = DateTime::parse_from_rfc3339("2030-01-02T03:04:05.1234567+02:00").unwrap();
-        let row = vec![
+        vec![
             Cell::Null,
             Cell::Integer(-7),
             Cell::Real(2.5),
@@ -466,19 +694,75 @@ mod tests {
             Cell::Bool(true),
             Cell::Time(t),
             Cell::Naive(t.naive_utc()),
-        ];
-        let mut spool = Spool::create(dir.path()).unwrap();
-        spool.push(&row).unwrap();
-        spool.push(&[]).unwrap();
-        let mut reader = spool.into_reader().unwrap();
+        ]
+    }
+
+    fn drain(sorted: &mut Sorted) -> Vec<Vec<Cell>> {
         let mut got = Vec::new();
-        assert!(reader.next_row(&mut got).unwrap());
-        assert_eq!(got, row);
-        assert!(reader.next_row(&mut got).unwrap());
-        assert!(got.is_empty());
-        assert!(!reader.next_row(&mut got).unwrap());
-        drop(reader);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "removed");
+        let mut row = Vec::new();
+        while sorted.next_row(&mut row).unwrap() {
+            got.push(row.clone());
+        }
+        got
+    }
+
+    #[test]
+    fn sorted_rows_come_back_with_every_cell_type_in_memory_and_through_runs() {
+        for budget in [SORT_BUDGET, 1] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut sorter = Sorter::new(dir.path(), vec![0], budget);
+            let row = every_type();
+            sorter.push(&[text("b"), Cell::Null]).unwrap();
+            sorter.push(&row).unwrap();
+            let mut sorted = sorter.finish().unwrap();
+            assert_eq!(matches!(sorted, Sorted::Runs { .. }), budget == 1);
+            let got = drain(&mut sorted);
+            assert_eq!(got, vec![row, vec![text("b"), Cell::Null]]);
+            drop(sorted);
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "removed");
+        }
+    }
+
+    #[test]
+    fn keys_compare_as_cells_do() {
+        let t = DateTime::parse_from_rfc3339("2030-01-02T03:04:05+02:00").unwrap();
+        let cells = vec![
+            Cell::Null,
+            Cell::Integer(i64::MIN),
+            Cell::Integer(-1),
+            Cell::Real(-0.5),
+            Cell::Integer(0),
+            Cell::Real(0.5),
+            Cell::Integer(1),
+            Cell::Integer(2),
+            Cell::Integer((1 << 53) + 1),
+            Cell::Integer(i64::MAX),
+            Cell::Naive(t.naive_utc() - chrono::Duration::seconds(1)),
+            Cell::Time(t),
+            text(""),
+            text("\0"),
+            text("\0a"),
+            text("A"),
+            text("a"),
+            text("a\0"),
+            text("ab"),
+            text("é"),
+            Cell::Bytes(vec![]),
+            Cell::Bytes(vec![0]),
+            Cell::Bytes(vec![0, 0]),
+            Cell::Bytes(vec![1]),
+        ];
+        for (i, a) in cells.iter().enumerate() {
+            for (j, b) in cells.iter().enumerate() {
+                let (mut ka, mut kb) = (Vec::new(), Vec::new());
+                encode_key(&mut ka, a.as_cell_ref());
+                encode_key(&mut kb, b.as_cell_ref());
+                assert_eq!(ka.cmp(&kb), i.cmp(&j), "{a:?} against {b:?}");
+                if compare(a, b) != Ordering::Equal {
+                    assert_eq!(ka.cmp(&kb), compare(a, b), "{a:?} against {b:?}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -491,17 +775,16 @@ mod tests {
             let key = text(&format!("u{:03}", (i * 37) % 50));
             let row = vec![key, Cell::Integer(i % 3), Cell::Integer(i)];
             expected.push(row.clone());
-            sorter.push(row).unwrap();
+            sorter.push(&row).unwrap();
         }
-        expected.sort_by(|a, b| compare_rows(&[0, 1], a, b));
+        expected.sort_by(|a, b| compare(&a[0], &b[0]).then(compare(&a[1], &b[1])));
         let mut sorted = sorter.finish().unwrap();
         assert!(matches!(sorted, Sorted::Runs { .. }));
-        let mut got = Vec::new();
-        let mut row = Vec::new();
-        while sorted.next_row(&mut row).unwrap() {
-            got.push(row.clone());
-        }
-        assert_eq!(got, expected, "sorted, equal keys in input order");
+        assert_eq!(
+            drain(&mut sorted),
+            expected,
+            "sorted, equal keys in input order"
+        );
     }
 
     #[test]

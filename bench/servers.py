@@ -16,8 +16,10 @@ with `ferry-fixtures --from`. Then, alternating which goes first, it times:
 - `mariadb --batch -e "SELECT * FROM table"` of the same tables to files, against
   `ferry-export --source mysql://…`.
 
-The dump tools write the tables as they lie, unordered and unjoined; ferry orders every
-table by its key on the server and joins them into one record per user. It prints wall
+The dump tools write the tables as they lie, unordered and unjoined; ferry reads them as
+they lie too, puts every table into key order with its external sort (MariaDB: the tables
+beside the users; the users are ordered on the server) and joins them into one record per
+user. It prints wall
 time (median), peak RSS (largest seen) and the ratios. Release builds.
 """
 import os

@@ -14,11 +14,15 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use ferry_connect::ServerAddress;
+use postgres::fallible_iterator::FallibleIterator as _;
 use postgres::types::Type;
 use postgres::{Client, Row, Statement};
 
 use crate::layout::{self, Catalog, Column, Layout};
-use crate::rows::{Assembled, Cell, Dialect, Parts, Query, RowStream, Tables, WithStreams};
+use crate::rows::{
+    with_order_columns, Assembled, Cell, Dialect, Parts, Query, RowStream, Tables, WithStreams,
+};
+use crate::spool::{Budget, Cut};
 use crate::{Description, Error};
 
 /// Rows per `FETCH`.
@@ -66,6 +70,8 @@ struct PgTables {
     types: HashMap<String, HashMap<String, String>>,
     location: String,
     cursors: usize,
+    /// A private folder for the runs of tables sorted here.
+    scratch: std::path::PathBuf,
 }
 
 fn begin(client: &mut Client) -> Result<(), postgres::Error> {
@@ -74,8 +80,12 @@ fn begin(client: &mut Client) -> Result<(), postgres::Error> {
 
 impl PostgresSource {
     /// Connects to `address`, begins the snapshot and resolves the Identity layout in its
-    /// schema (`public` unless the address names one).
-    pub fn open(address: &ServerAddress) -> Result<PostgresSource, Error> {
+    /// schema (`public` unless the address names one). Tables read whole are sorted here,
+    /// in runs spilled into `scratch`.
+    pub fn open(
+        address: &ServerAddress,
+        scratch: &std::path::Path,
+    ) -> Result<PostgresSource, Error> {
         let location = format!(
             "postgres://{}:{}/{}",
             address.host, address.port, address.database
@@ -153,6 +163,7 @@ impl PostgresSource {
             types: types.clone(),
             location: location.clone(),
             cursors: 0,
+            scratch: scratch.to_path_buf(),
         };
         Ok(PostgresSource {
             conn: tables(client),
@@ -251,18 +262,66 @@ impl PgTables {
             .unwrap_or("text")
     }
 
-    /// The statement of `q`: columns of types the client cannot read come as text, and
-    /// text order columns sort byte by byte.
-    fn select(&self, q: &Query) -> String {
-        let columns: Vec<String> = q
-            .columns
+    /// The select list of `columns` of `table`: columns of types the client cannot read
+    /// come as text.
+    fn column_list(&self, table: &str, columns: &[Option<String>]) -> Vec<String> {
+        columns
             .iter()
             .map(|c| match c.as_deref() {
                 None => "NULL".to_string(),
-                Some(c) if NATIVE.contains(&self.type_of(&q.table, c)) => DIALECT.quote(c),
+                Some(c) if NATIVE.contains(&self.type_of(table, c)) => DIALECT.quote(c),
                 Some(c) => format!("{}::text", DIALECT.quote(c)),
             })
-            .collect();
+            .collect()
+    }
+
+    /// `q` without `ORDER BY`, to be sorted here, with the positions of its order columns
+    /// (appended when it does not select them).
+    fn select_unordered(&self, q: &Query) -> (String, Vec<usize>) {
+        let (columns, order) = with_order_columns(q);
+        let sql = format!(
+            "SELECT {} FROM {}.{}",
+            self.column_list(&q.table, &columns).join(", "),
+            DIALECT.quote(&self.schema),
+            DIALECT.quote(&q.table),
+        );
+        (sql, order)
+    }
+
+    /// The rows of `q`, read in storage order and sorted here.
+    fn sorted(&mut self, q: &Query, budget: &Budget) -> Result<Cut, Error> {
+        let (sql, order) = self.select_unordered(q);
+        let mut sorter = budget.sorter(&self.scratch, order);
+        let err = |e: postgres::Error| Error::Query {
+            location: self.location.clone(),
+            table: q.table.clone(),
+            cause: ferry_connect::postgres::explain(&e).into(),
+        };
+        let mut rows = self
+            .client
+            .query_raw(
+                &sql,
+                std::iter::empty::<&(dyn postgres::types::ToSql + Sync)>(),
+            )
+            .map_err(err)?;
+        let mut decoders: Option<Vec<Decode>> = None;
+        let mut row = Vec::new();
+        while let Some(r) = rows.next().map_err(err)? {
+            let decoders = decoders
+                .get_or_insert_with(|| r.columns().iter().map(|c| decoder(c.type_())).collect());
+            row.clear();
+            for (i, d) in decoders.iter().enumerate() {
+                row.push(cell(&r, i, *d).map_err(err)?);
+            }
+            sorter.push(&row)?;
+        }
+        Ok(Cut::new(sorter.finish()?, q))
+    }
+
+    /// The statement of `q`: columns of types the client cannot read come as text, and
+    /// text order columns sort byte by byte.
+    fn select(&self, q: &Query) -> String {
+        let columns = self.column_list(&q.table, &q.columns);
         let order: Vec<String> = q
             .order
             .iter()
@@ -413,8 +472,28 @@ impl RowStream for PgRows<'_> {
 
 impl Tables for PgTables {
     fn stream(&mut self, queries: &[Query], f: &mut WithStreams<'_>) -> Result<(), Error> {
-        let mut names = Vec::with_capacity(queries.len());
+        // A table read whole is read in storage order, as a dump reads it, and sorted here:
+        // an ORDER BY costs the server a sort (text keys in `COLLATE "C"`) or a heap fetch
+        // per row through the key's index, on the same cores ferry runs on.
+        let mut budget = Budget::new();
+        let mut sorted: Vec<Option<Cut>> = Vec::with_capacity(queries.len());
         for q in queries {
+            sorted.push(if q.whole {
+                let cut = self.sorted(q, &budget)?;
+                budget.spend(cut.sorted());
+                Some(cut)
+            } else {
+                None
+            });
+        }
+        let live: Vec<&Query> = queries
+            .iter()
+            .zip(&sorted)
+            .filter(|(_, s)| s.is_none())
+            .map(|(q, _)| q)
+            .collect();
+        let mut names = Vec::with_capacity(live.len());
+        for q in live.iter().copied() {
             self.cursors += 1;
             let name = format!("ferry_{}", self.cursors);
             let sql = format!("DECLARE {name} NO SCROLL CURSOR FOR {}", self.select(q));
@@ -423,8 +502,8 @@ impl Tables for PgTables {
                 .map_err(self.query_err(&q.table))?;
             names.push(name);
         }
-        let mut fetches = Vec::with_capacity(queries.len());
-        for (name, q) in names.iter().zip(queries) {
+        let mut fetches = Vec::with_capacity(live.len());
+        for (name, q) in names.iter().zip(live.iter().copied()) {
             let fetch = self
                 .client
                 .prepare(&format!("FETCH FORWARD {FETCH_ROWS} FROM {name}"))
@@ -436,7 +515,7 @@ impl Tables for PgTables {
             let client = RefCell::new(&mut self.client);
             let mut streams: Vec<PgRows<'_>> = fetches
                 .into_iter()
-                .zip(queries)
+                .zip(live.iter().copied())
                 .map(|(fetch, q)| PgRows {
                     client: &client,
                     fetch,
@@ -448,10 +527,14 @@ impl Tables for PgTables {
                     location: &location,
                 })
                 .collect();
-            let mut refs: Vec<&mut dyn RowStream> = streams
-                .iter_mut()
-                .map(|s| s as &mut dyn RowStream)
-                .collect();
+            let mut streams = streams.iter_mut();
+            let mut refs: Vec<&mut dyn RowStream> = Vec::with_capacity(queries.len());
+            for s in sorted.iter_mut() {
+                match s {
+                    Some(cut) => refs.push(cut),
+                    None => refs.push(streams.next().expect("one cursor per live query")),
+                }
+            }
             f(&mut refs)
         };
         for name in names {

@@ -144,10 +144,9 @@ pub fn select(dialect: &Dialect, q: &Query) -> String {
     sql
 }
 
-/// `q` without `ORDER BY` or limit, for a scan in storage order to be sorted by the
-/// client (see [`crate::spool::Sorter`]): its order columns are appended when it does not
-/// select them; returns the statement and the positions of the order columns in a row.
-pub fn select_unordered(dialect: &Dialect, q: &Query) -> (String, Vec<usize>) {
+/// The columns of `q` with its order columns appended where it does not select them, and
+/// the positions of the order columns among them: what a client sorts the rows of a scan by.
+pub fn with_order_columns(q: &Query) -> (Vec<Option<String>>, Vec<usize>) {
     let mut columns: Vec<Option<String>> = q.columns.clone();
     let mut order = Vec::with_capacity(q.order.len());
     for o in &q.order {
@@ -162,6 +161,14 @@ pub fn select_unordered(dialect: &Dialect, q: &Query) -> (String, Vec<usize>) {
             }
         }
     }
+    (columns, order)
+}
+
+/// `q` without `ORDER BY` or limit, for a scan in storage order to be sorted by the
+/// client (see [`crate::spool::Sorter`]), and the positions of its order columns in a
+/// row (see [`with_order_columns`]).
+pub fn select_unordered(dialect: &Dialect, q: &Query) -> (String, Vec<usize>) {
+    let (columns, order) = with_order_columns(q);
     let list: Vec<String> = columns
         .iter()
         .map(|c| {

@@ -41,7 +41,7 @@ fn open_source(args: &Args, scratch: &Path) -> Result<Box<dyn IdentitySource + S
     Ok(match ferry_connect::Spec::parse(&text)? {
         ferry_connect::Spec::Sqlite(path) => Box::new(SqliteSource::open_in(&path, scratch)?),
         ferry_connect::Spec::Server(address) => match address.engine {
-            ferry_connect::Engine::Postgres => Box::new(PostgresSource::open(&address)?),
+            ferry_connect::Engine::Postgres => Box::new(PostgresSource::open(&address, scratch)?),
             ferry_connect::Engine::Mysql => Box::new(MysqlSource::open(&address, scratch)?),
         },
         ferry_connect::Spec::Csv(dir) => Box::new(CsvSource::open(&dir, scratch)?),

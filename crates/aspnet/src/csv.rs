@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 
 use crate::key::KeyType;
 use crate::layout::{self, Catalog, Column, Layout};
-use crate::rows::{Assembled, Cell, Parts, Query, RowStream, Tables, WithStreams};
-use crate::spool::{Budget, Cut, Sorted};
+use crate::rows::{Assembled, Cell, Parts, Query, Tables, WithStreams};
+use crate::spool::{side_by_side, sort_each, Budget, Cut, Sorted};
 use crate::values::{parse_bool_text, parse_hex_bytes};
 use crate::{Description, Error};
 
@@ -436,18 +436,10 @@ impl CsvTables {
 
 impl Tables for CsvTables {
     fn stream(&mut self, queries: &[Query], f: &mut WithStreams<'_>) -> Result<(), Error> {
-        let mut budget = Budget::new();
-        let mut streams = Vec::with_capacity(queries.len());
-        for q in queries {
-            let sorted = self.sorted(q, &budget)?;
-            budget.spend(&sorted);
-            streams.push(Cut::new(sorted, q));
-        }
-        let mut refs: Vec<&mut dyn RowStream> = streams
-            .iter_mut()
-            .map(|s| s as &mut dyn RowStream)
-            .collect();
-        f(&mut refs)
+        let mut sorted = sort_each(queries, |_, q, budget| {
+            Ok(Some(Cut::new(self.sorted(q, budget)?, q)))
+        })?;
+        f(&mut side_by_side(&mut sorted, std::iter::empty()))
     }
 
     fn count(&mut self, table: &str) -> Result<u64, Error> {

@@ -26,7 +26,7 @@ use crate::layout::{self, Catalog, Column, Layout};
 use crate::rows::{
     select_unordered, Assembled, Cell, Dialect, Parts, Query, RowStream, Tables, WithStreams,
 };
-use crate::spool::{Budget, Cut};
+use crate::spool::{side_by_side, sort_each, Budget, Cut};
 use crate::values::parse_utc_naive;
 use crate::{Description, Error};
 
@@ -264,6 +264,29 @@ impl MyTables {
         sql
     }
 
+    /// The rows of `q`, read in storage order and sorted here.
+    fn sorted(&mut self, q: &Query, budget: &Budget) -> Result<Cut, Error> {
+        let (sql, order) = select_unordered(&DIALECT, q);
+        let mut sorter = budget.sorter(&self.scratch, order);
+        let location = self.location.clone();
+        let mut result = self
+            .conn
+            .query_iter(sql)
+            .map_err(|e| query_error(&location, &q.table, e))?;
+        let (decoders, names) = decoders(&result);
+        let mut row = Vec::with_capacity(decoders.len());
+        for r in result.by_ref() {
+            let r = r.map_err(|e| query_error(&location, &q.table, e))?;
+            decode_row(r, &decoders, &names, &mut row).map_err(|cause| Error::Query {
+                location: location.clone(),
+                table: q.table.clone(),
+                cause: cause.into(),
+            })?;
+            sorter.push(&row)?;
+        }
+        Ok(Cut::new(sorter.finish()?, q))
+    }
+
     fn error(&self, table: &str, e: mysql::Error) -> Error {
         Error::Query {
             location: self.location.clone(),
@@ -403,40 +426,20 @@ impl RowStream for Live<'_> {
 
 impl Tables for MyTables {
     fn stream(&mut self, queries: &[Query], f: &mut WithStreams<'_>) -> Result<(), Error> {
-        let Some((first, rest)) = queries.split_first() else {
+        let Some(first) = queries.first() else {
             return f(&mut []);
         };
         // All but the first, read in the server's storage order (a full scan, as a dump
         // reads it: sorting rows with long text columns costs MySQL a random lookup per
         // row) and put into key order here by an external sort, one after another in
         // the snapshot.
-        let mut budget = Budget::new();
-        let mut spooled: Vec<Cut> = Vec::with_capacity(rest.len());
-        for q in rest {
-            let (sql, order) = select_unordered(&DIALECT, q);
-            let mut sorter = budget.sorter(&self.scratch, order);
-            {
-                let location = self.location.clone();
-                let mut result = self
-                    .conn
-                    .query_iter(sql)
-                    .map_err(|e| query_error(&location, &q.table, e))?;
-                let (decoders, names) = decoders(&result);
-                let mut row = Vec::with_capacity(decoders.len());
-                for r in result.by_ref() {
-                    let r = r.map_err(|e| query_error(&location, &q.table, e))?;
-                    decode_row(r, &decoders, &names, &mut row).map_err(|cause| Error::Query {
-                        location: location.clone(),
-                        table: q.table.clone(),
-                        cause: cause.into(),
-                    })?;
-                    sorter.push(&row)?;
-                }
-            }
-            let sorted = sorter.finish()?;
-            budget.spend(&sorted);
-            spooled.push(Cut::new(sorted, q));
-        }
+        let mut sorted = sort_each(queries, |i, q, budget| {
+            Ok(if i == 0 {
+                None
+            } else {
+                Some(self.sorted(q, budget)?)
+            })
+        })?;
         let sql = self.select(first);
         let location = self.location.clone();
         let result = self
@@ -451,13 +454,10 @@ impl Tables for MyTables {
             table: &first.table,
             location: &location,
         };
-        let mut refs: Vec<&mut dyn RowStream> = Vec::with_capacity(queries.len());
-        refs.push(&mut live);
-        for s in spooled.iter_mut() {
-            refs.push(s);
-        }
-        let outcome = f(&mut refs);
-        drop(refs);
+        let outcome = f(&mut side_by_side(
+            &mut sorted,
+            std::iter::once(&mut live as &mut dyn RowStream),
+        ));
         // Read what is left of the live result, so that the connection can be used again.
         for _ in live.result.by_ref() {}
         outcome

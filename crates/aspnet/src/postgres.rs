@@ -22,7 +22,7 @@ use crate::layout::{self, Catalog, Column, Layout};
 use crate::rows::{
     with_order_columns, Assembled, Cell, Dialect, Parts, Query, RowStream, Tables, WithStreams,
 };
-use crate::spool::{Budget, Cut};
+use crate::spool::{side_by_side, sort_each, Budget, Cut};
 use crate::{Description, Error};
 
 /// Rows per `FETCH`.
@@ -475,17 +475,13 @@ impl Tables for PgTables {
         // A table read whole is read in storage order, as a dump reads it, and sorted here:
         // an ORDER BY costs the server a sort (text keys in `COLLATE "C"`) or a heap fetch
         // per row through the key's index, on the same cores ferry runs on.
-        let mut budget = Budget::new();
-        let mut sorted: Vec<Option<Cut>> = Vec::with_capacity(queries.len());
-        for q in queries {
-            sorted.push(if q.whole {
-                let cut = self.sorted(q, &budget)?;
-                budget.spend(cut.sorted());
-                Some(cut)
+        let mut sorted = sort_each(queries, |_, q, budget| {
+            Ok(if q.whole {
+                Some(self.sorted(q, budget)?)
             } else {
                 None
-            });
-        }
+            })
+        })?;
         let live: Vec<&Query> = queries
             .iter()
             .zip(&sorted)
@@ -527,15 +523,8 @@ impl Tables for PgTables {
                     location: &location,
                 })
                 .collect();
-            let mut streams = streams.iter_mut();
-            let mut refs: Vec<&mut dyn RowStream> = Vec::with_capacity(queries.len());
-            for s in sorted.iter_mut() {
-                match s {
-                    Some(cut) => refs.push(cut),
-                    None => refs.push(streams.next().expect("one cursor per live query")),
-                }
-            }
-            f(&mut refs)
+            let live = streams.iter_mut().map(|s| s as &mut dyn RowStream);
+            f(&mut side_by_side(&mut sorted, live))
         };
         for name in names {
             // A failed statement aborted the transaction; closing is then moot.

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime};
 
-use crate::rows::{Cell, RowStream};
+use crate::rows::{Cell, Query, RowStream};
 use crate::Error;
 
 /// A cell borrowed from an engine's row, serialized into a sorter without being copied
@@ -331,19 +331,43 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
-    pub(crate) fn new() -> Budget {
-        Budget { left: SORT_BUDGET }
-    }
-
     /// A sorter of rows by the cells at `order`, spilling into `dir`.
     pub(crate) fn sorter(&self, dir: &Path, order: Vec<usize>) -> Sorter {
         Sorter::new(dir, order, self.left.max(MIN_BUDGET))
     }
+}
 
-    /// Counts what `sorted` keeps in memory.
-    pub(crate) fn spend(&mut self, sorted: &Sorted) {
-        self.left = self.left.saturating_sub(sorted.held());
+/// Sorts the queries of one read that `sort` sorts (it gives `None` for a query the engine
+/// reads in order itself), one after another within one [`Budget`].
+pub(crate) fn sort_each(
+    queries: &[Query],
+    mut sort: impl FnMut(usize, &Query, &Budget) -> Result<Option<Cut>, Error>,
+) -> Result<Vec<Option<Cut>>, Error> {
+    let mut budget = Budget { left: SORT_BUDGET };
+    let mut sorted = Vec::with_capacity(queries.len());
+    for (i, q) in queries.iter().enumerate() {
+        let cut = sort(i, q, &budget)?;
+        if let Some(cut) = &cut {
+            budget.left = budget.left.saturating_sub(cut.sorted.held());
+        }
+        sorted.push(cut);
     }
+    Ok(sorted)
+}
+
+/// One stream per query, in the order of the queries: the rows of each query sorted by
+/// [`sort_each`], and for each of the others the next of `live`.
+pub(crate) fn side_by_side<'a>(
+    sorted: &'a mut [Option<Cut>],
+    mut live: impl Iterator<Item = &'a mut dyn RowStream>,
+) -> Vec<&'a mut dyn RowStream> {
+    sorted
+        .iter_mut()
+        .map(|s| match s {
+            Some(cut) => cut as &mut dyn RowStream,
+            None => live.next().expect("one live stream per query not sorted"),
+        })
+        .collect()
 }
 
 /// Where a row and its key are in a sorter's buffer.
@@ -591,7 +615,7 @@ pub(crate) enum Sorted {
 
 impl Sorted {
     /// The bytes kept in memory until the rows are read.
-    pub(crate) fn held(&self) -> usize {
+    fn held(&self) -> usize {
         match self {
             Sorted::Memory { buf, entries } => {
                 buf.capacity() + entries.len() * std::mem::size_of::<Entry>()
@@ -603,14 +627,11 @@ impl Sorted {
 
 impl RowStream for Sorted {
     fn next_row(&mut self, row: &mut Vec<Cell>) -> Result<bool, Error> {
-        let corrupt = |e: io::Error| Error::Open {
-            location: "spool".into(),
-            message: format!("cannot use the spool file: {e}"),
-        };
         match self {
             Sorted::Memory { buf, entries } => match entries.next() {
                 Some(e) => {
-                    read_row(e.row(buf), row).map_err(corrupt)?;
+                    // Written by this process a moment ago, in memory: cannot be corrupt.
+                    read_row(e.row(buf), row).expect("a row this sorter serialized");
                     Ok(true)
                 }
                 None => Ok(false),
@@ -619,7 +640,7 @@ impl RowStream for Sorted {
                 let Some(mut head) = heap.peek_mut() else {
                     return Ok(false);
                 };
-                read_row(&head.row, row).map_err(corrupt)?;
+                read_row(&head.row, row).map_err(|e| spool_error(&runs[head.run].path, e))?;
                 let Head {
                     key,
                     row: bytes,
@@ -643,19 +664,12 @@ pub(crate) struct Cut {
 }
 
 impl Cut {
-    pub(crate) fn new(sorted: Sorted, q: &crate::rows::Query) -> Cut {
+    pub(crate) fn new(sorted: Sorted, q: &Query) -> Cut {
         Cut {
             sorted,
             columns: q.columns.len(),
             left: q.limit,
         }
-    }
-}
-
-impl Cut {
-    /// The sorted rows.
-    pub(crate) fn sorted(&self) -> &Sorted {
-        &self.sorted
     }
 }
 

@@ -11,7 +11,7 @@ use crate::rows::{
     WithStreams,
 };
 use crate::snapshot::{self, JournalMode, Snapshot, SnapshotError};
-use crate::spool::{Budget, CellRef, Cut};
+use crate::spool::{side_by_side, sort_each, Budget, CellRef, Cut};
 use crate::{Description, Error};
 
 /// An Identity database in a SQLite file.
@@ -367,18 +367,14 @@ impl Tables for SqliteTables {
         // A table read whole whose order costs a lookup per row is scanned in storage
         // order and sorted here: on a 1,000,000-user database, reading the claims by
         // user through the index took 3.3 s in SQLite alone, the scan 0.4 s.
-        let mut budget = Budget::new();
-        let mut sorted: Vec<Option<Cut>> = Vec::with_capacity(queries.len());
-        for q in queries {
+        let mut sorted = sort_each(queries, |_, q, budget| {
             let sql = select(&Dialect::SQLITE, q);
-            sorted.push(if q.whole && !self.reads_in_order(&sql, &q.table)? {
-                let cut = self.sorted(q, &budget)?;
-                budget.spend(cut.sorted());
-                Some(cut)
+            Ok(if q.whole && !self.reads_in_order(&sql, &q.table)? {
+                Some(self.sorted(q, budget)?)
             } else {
                 None
-            });
-        }
+            })
+        })?;
         let mut stmts = Vec::with_capacity(queries.len());
         for (q, s) in queries.iter().zip(&sorted) {
             if s.is_none() {
@@ -401,15 +397,8 @@ impl Tables for SqliteTables {
                 location: &self.location,
             });
         }
-        let mut live = live.iter_mut();
-        let mut refs: Vec<&mut dyn RowStream> = Vec::with_capacity(queries.len());
-        for s in sorted.iter_mut() {
-            match s {
-                Some(cut) => refs.push(cut),
-                None => refs.push(live.next().expect("one statement per live query")),
-            }
-        }
-        f(&mut refs)
+        let live = live.iter_mut().map(|s| s as &mut dyn RowStream);
+        f(&mut side_by_side(&mut sorted, live))
     }
 
     fn count(&mut self, table: &str) -> Result<u64, Error> {

@@ -23,7 +23,8 @@ use crate::{Error, Visit};
 pub(crate) struct At<'a> {
     pub table: &'a str,
     pub column: &'a str,
-    pub row: &'a str,
+    /// The row's key, written out only when there is an error to report.
+    pub row: &'a dyn std::fmt::Display,
 }
 
 impl At<'_> {
@@ -191,14 +192,13 @@ fn keyed<'s, T: 's>(
             let at = At {
                 table: &table.name,
                 column: table.column(key_field).unwrap_or("?"),
-                row: "?",
+                row: &"?",
             };
             let key = key(std::mem::replace(&mut row[0], Cell::Null), &at)?;
-            let row_name = key.to_id_string();
             let at = At {
                 table: &table.name,
                 column: "",
-                row: &row_name,
+                row: &key,
             };
             let item = decode(&mut row[1..], &at)?;
             Ok((key, item))
@@ -668,7 +668,7 @@ fn user_record(row: &mut [Cell], l: &Layout, c: &UserColumns) -> Result<(Key, Us
     let id_at = At {
         table: &users.name,
         column: users.column(c.id).unwrap_or("Id"),
-        row: "?",
+        row: &"?",
     };
     let key = key(take(row, c.id), &id_at)?;
     let id = key.to_id_string();

@@ -54,7 +54,6 @@ impl<T, I: Iterator<Item = Result<(Key, T), Error>>> Cursor<T, I> {
                             });
                         }
                     }
-                    self.last_key = Some(key.clone());
                     self.peeked = Some((key, value));
                 }
             }
@@ -68,12 +67,11 @@ impl<T, I: Iterator<Item = Result<(Key, T), Error>>> Cursor<T, I> {
         while let Some(key) = self.peek()? {
             match key.cmp(parent) {
                 std::cmp::Ordering::Less => {
-                    self.peeked = None;
+                    self.consume();
                     self.orphans += 1;
                 }
                 std::cmp::Ordering::Equal => {
-                    let (_, item) = self.peeked.take().expect("peeked");
-                    out.push(item);
+                    out.push(self.consume());
                     self.taken += 1;
                 }
                 std::cmp::Ordering::Greater => break,
@@ -85,10 +83,18 @@ impl<T, I: Iterator<Item = Result<(Key, T), Error>>> Cursor<T, I> {
     /// Counts whatever is left as orphans (used after the last parent).
     pub fn drain(&mut self) -> Result<(), Error> {
         while self.peek()?.is_some() {
-            self.peeked = None;
+            self.consume();
             self.orphans += 1;
         }
         Ok(())
+    }
+
+    /// Takes the peeked row; its key, moved rather than copied, is the one the next row's
+    /// must not come before.
+    fn consume(&mut self) -> T {
+        let (key, item) = self.peeked.take().expect("a row was peeked");
+        self.last_key = Some(key);
+        item
     }
 }
 

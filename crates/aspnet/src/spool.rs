@@ -14,7 +14,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, IoSlice, Read, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime};
@@ -116,14 +116,15 @@ fn encode_key(key: &mut Vec<u8>, c: CellRef<'_>) {
         key.extend_from_slice(&((secs as u64) ^ (1 << 63)).to_be_bytes());
         key.extend_from_slice(&nanos.to_be_bytes());
     }
-    fn escaped(key: &mut Vec<u8>, rank: u8, b: &[u8]) {
+    fn escaped(key: &mut Vec<u8>, rank: u8, mut b: &[u8]) {
         key.push(rank);
-        for &byte in b {
-            key.push(byte);
-            if byte == 0 {
-                key.push(0xff);
-            }
+        // Zero bytes are rare: copy the runs between them whole.
+        while let Some(zero) = memchr::memchr(0, b) {
+            key.extend_from_slice(&b[..=zero]);
+            key.push(0xff);
+            b = &b[zero + 1..];
         }
+        key.extend_from_slice(b);
         key.extend_from_slice(&[0, 0]);
     }
     match c {
@@ -153,12 +154,29 @@ fn encode_key(key: &mut Vec<u8>, c: CellRef<'_>) {
     }
 }
 
-fn write_cell(out: &mut Vec<u8>, c: CellRef<'_>) {
-    fn bytes(out: &mut Vec<u8>, tag: u8, b: &[u8]) {
-        out.push(tag);
-        out.extend_from_slice(&(b.len() as u64).to_le_bytes());
-        out.extend_from_slice(b);
+/// Appends a row: the length of all its text, its text, then its cells (a text cell
+/// holds only its length), so that reading it back checks the UTF-8 of a row's text
+/// once, not cell by cell.
+fn write_row(out: &mut Vec<u8>, row: &[CellRef<'_>]) {
+    let text: usize = row
+        .iter()
+        .map(|c| match c {
+            CellRef::Text(t) => t.len(),
+            _ => 0,
+        })
+        .sum();
+    out.extend_from_slice(&(text as u64).to_le_bytes());
+    for c in row {
+        if let CellRef::Text(t) = c {
+            out.extend_from_slice(t.as_bytes());
+        }
     }
+    for &c in row {
+        write_cell(out, c);
+    }
+}
+
+fn write_cell(out: &mut Vec<u8>, c: CellRef<'_>) {
     match c {
         CellRef::Null => out.push(0),
         CellRef::Integer(i) => {
@@ -169,8 +187,15 @@ fn write_cell(out: &mut Vec<u8>, c: CellRef<'_>) {
             out.push(2);
             out.extend_from_slice(&f.to_le_bytes());
         }
-        CellRef::Text(t) => bytes(out, 3, t.as_bytes()),
-        CellRef::Bytes(b) => bytes(out, 4, b),
+        CellRef::Text(t) => {
+            out.push(3);
+            out.extend_from_slice(&(t.len() as u64).to_le_bytes());
+        }
+        CellRef::Bytes(b) => {
+            out.push(4);
+            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            out.extend_from_slice(b);
+        }
         CellRef::Bool(b) => out.extend_from_slice(&[5, b as u8]),
         CellRef::Time(t) => {
             out.push(6);
@@ -198,28 +223,33 @@ fn take<const N: usize>(b: &mut &[u8]) -> io::Result<[u8; N]> {
     Ok(*head)
 }
 
-fn read_cell(b: &mut &[u8]) -> io::Result<Cell> {
+/// Takes `n` bytes off the front of `b`.
+fn take_slice<'b>(b: &mut &'b [u8], n: usize) -> io::Result<&'b [u8]> {
+    if n > b.len() {
+        return Err(corrupt());
+    }
+    let (value, rest) = b.split_at(n);
+    *b = rest;
+    Ok(value)
+}
+
+/// Reads a cell; a text cell's text is the next `len` bytes of `text`.
+fn read_cell(b: &mut &[u8], text: &mut &str) -> io::Result<Cell> {
     let [tag] = take::<1>(b)?;
     Ok(match tag {
         0 => Cell::Null,
         1 => Cell::Integer(i64::from_le_bytes(take(b)?)),
         2 => Cell::Real(f64::from_le_bytes(take(b)?)),
-        3 | 4 => {
+        3 => {
             let n = u64::from_le_bytes(take(b)?) as usize;
-            if n > b.len() {
-                return Err(corrupt());
-            }
-            let (value, rest) = b.split_at(n);
-            *b = rest;
-            if tag == 3 {
-                Cell::Text(
-                    std::str::from_utf8(value)
-                        .map_err(|_| corrupt())?
-                        .to_string(),
-                )
-            } else {
-                Cell::Bytes(value.to_vec())
-            }
+            // `get` is None past the end and off a character boundary.
+            let value = text.get(..n).ok_or_else(corrupt)?;
+            *text = &text[n..];
+            Cell::Text(value.to_string())
+        }
+        4 => {
+            let n = u64::from_le_bytes(take(b)?) as usize;
+            Cell::Bytes(take_slice(b, n)?.to_vec())
         }
         5 => Cell::Bool(take::<1>(b)?[0] != 0),
         6 => {
@@ -245,11 +275,16 @@ fn read_cell(b: &mut &[u8]) -> io::Result<Cell> {
     })
 }
 
-/// Decodes a serialized row into `row`.
+/// Decodes a row written by [`write_row`] into `row`.
 fn read_row(mut b: &[u8], row: &mut Vec<Cell>) -> io::Result<()> {
     row.clear();
+    let n = u64::from_le_bytes(take(&mut b)?) as usize;
+    let mut text = simdutf8::basic::from_utf8(take_slice(&mut b, n)?).map_err(|_| corrupt())?;
     while !b.is_empty() {
-        row.push(read_cell(&mut b)?);
+        row.push(read_cell(&mut b, &mut text)?);
+    }
+    if !text.is_empty() {
+        return Err(corrupt());
     }
     Ok(())
 }
@@ -265,7 +300,7 @@ static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0)
 
 /// A private file of sorted rows, each written as its key's length, its row's length, the
 /// key and the row.
-fn create_run(dir: &Path) -> Result<(PathBuf, BufWriter<File>), Error> {
+fn create_run(dir: &Path) -> Result<(PathBuf, File), Error> {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = dir.join(format!(".ferry-spool-{}-{n}", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
@@ -276,7 +311,7 @@ fn create_run(dir: &Path) -> Result<(PathBuf, BufWriter<File>), Error> {
         options.mode(0o600);
     }
     let file = options.open(&path).map_err(|e| spool_error(&path, e))?;
-    Ok((path, BufWriter::with_capacity(256 * 1024, file)))
+    Ok((path, file))
 }
 
 /// The rows of a spilled run, read back in order; the file is removed when this is
@@ -387,6 +422,26 @@ impl Entry {
     fn row<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
         &buf[self.at as usize + self.key as usize..][..self.row as usize]
     }
+    fn key_and_row<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        &buf[self.at as usize..][..self.key as usize + self.row as usize]
+    }
+}
+
+/// Rows per gathered write of a spill: two slices each, within the 1024 of `IOV_MAX`.
+const GATHER: usize = 512;
+
+/// Writes all of `slices`, however many calls the kernel takes.
+fn write_all_vectored(out: &mut File, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match out.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn prefix(key: &[u8]) -> u64 {
@@ -420,9 +475,7 @@ impl Chunk {
             encode_key(&mut self.buf, row[i]);
         }
         let key_end = self.buf.len();
-        for &c in row {
-            write_cell(&mut self.buf, c);
-        }
+        write_row(&mut self.buf, row);
         let key = &self.buf[at..key_end];
         self.entries.push(Entry {
             prefix: prefix(key),
@@ -446,14 +499,26 @@ impl Chunk {
     fn spill(&mut self, dir: &Path) -> Result<Run, Error> {
         self.sort();
         let (path, mut out) = create_run(dir)?;
-        let write = |out: &mut BufWriter<File>, buf: &[u8], entries: &[Entry]| {
-            for e in entries {
-                out.write_all(&e.key.to_le_bytes())?;
-                out.write_all(&e.row.to_le_bytes())?;
-                out.write_all(e.key(buf))?;
-                out.write_all(e.row(buf))?;
+        // Each row goes from the chunk to the kernel in one gathered write with its
+        // lengths, without a copy through a buffer of our own.
+        let write = |out: &mut File, buf: &[u8], entries: &[Entry]| {
+            let mut lengths = Vec::with_capacity(GATHER);
+            for batch in entries.chunks(GATHER) {
+                lengths.clear();
+                lengths.extend(batch.iter().map(|e| {
+                    let mut l = [0u8; 8];
+                    l[..4].copy_from_slice(&e.key.to_le_bytes());
+                    l[4..].copy_from_slice(&e.row.to_le_bytes());
+                    l
+                }));
+                let mut slices: Vec<IoSlice<'_>> = batch
+                    .iter()
+                    .zip(&lengths)
+                    .flat_map(|(e, l)| [IoSlice::new(l), IoSlice::new(e.key_and_row(buf))])
+                    .collect();
+                write_all_vectored(out, &mut slices)?;
             }
-            out.flush()
+            io::Result::Ok(())
         };
         write(&mut out, &self.buf, &self.entries).map_err(|e| spool_error(&path, e))?;
         drop(out);
@@ -735,6 +800,33 @@ mod tests {
             drop(sorted);
             assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "removed");
         }
+    }
+
+    #[test]
+    fn a_row_of_several_texts_comes_back_and_a_cut_through_a_character_is_corrupt() {
+        let cells = [
+            text("山田"),
+            Cell::Bytes(vec![0xe5, 0xb1]),
+            text(""),
+            text("Zoë"),
+        ];
+        let refs: Vec<CellRef<'_>> = cells.iter().map(Cell::as_cell_ref).collect();
+        let mut buf = Vec::new();
+        write_row(&mut buf, &refs);
+        let mut row = Vec::new();
+        read_row(&buf, &mut row).unwrap();
+        assert_eq!(row, cells);
+
+        // The first text cell claims 4 bytes: the middle of 田's three.
+        let mut cut = Vec::new();
+        write_row(&mut cut, &[CellRef::Text("山田")]);
+        let at = cut.len() - 8;
+        cut[at..].copy_from_slice(&4u64.to_le_bytes());
+        let err = read_row(&cut, &mut row).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        // Text that the cells do not all account for is corrupt too.
+        cut[at..].copy_from_slice(&3u64.to_le_bytes());
+        assert!(read_row(&cut, &mut row).is_err());
     }
 
     #[test]

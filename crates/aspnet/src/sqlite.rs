@@ -350,13 +350,24 @@ impl SqliteTables {
         let mut rows = stmt
             .query([])
             .map_err(query_err(&self.location, &q.table))?;
+        // The cells of a row, borrowed from it: on the stack for the tables of Identity
+        // (a dozen columns at most), not allocated per row.
+        const ON_STACK: usize = 32;
         while let Some(r) = rows.next().map_err(query_err(&self.location, &q.table))? {
-            let mut cells = Vec::with_capacity(columns);
-            for i in 0..columns {
+            let cell = |i| {
                 let v = r.get_ref(i).map_err(query_err(&self.location, &q.table))?;
-                cells.push(cell_ref(v, r, i, &q.table)?);
+                cell_ref(v, r, i, &q.table)
+            };
+            if columns <= ON_STACK {
+                let mut cells = [CellRef::Null; ON_STACK];
+                for (i, c) in cells.iter_mut().enumerate().take(columns) {
+                    *c = cell(i)?;
+                }
+                sorter.push_refs(&cells[..columns])?;
+            } else {
+                let cells = (0..columns).map(cell).collect::<Result<Vec<_>, _>>()?;
+                sorter.push_refs(&cells)?;
             }
-            sorter.push_refs(&cells)?;
         }
         Ok(Cut::new(sorter.finish()?, q))
     }

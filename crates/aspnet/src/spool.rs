@@ -242,9 +242,9 @@ fn read_cell(b: &mut &[u8], text: &mut &str) -> io::Result<Cell> {
         2 => Cell::Real(f64::from_le_bytes(take(b)?)),
         3 => {
             let n = u64::from_le_bytes(take(b)?) as usize;
-            // `get` is None past the end and off a character boundary.
-            let value = text.get(..n).ok_or_else(corrupt)?;
-            *text = &text[n..];
+            // None past the end and off a character boundary.
+            let (value, rest) = text.split_at_checked(n).ok_or_else(corrupt)?;
+            *text = rest;
             Cell::Text(value.to_string())
         }
         4 => {
@@ -432,7 +432,6 @@ const GATHER: usize = 512;
 
 /// Writes all of `slices`, however many calls the kernel takes.
 fn write_all_vectored(out: &mut File, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
-    IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
         match out.write_vectored(slices) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
